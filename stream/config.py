@@ -1,0 +1,415 @@
+"""One validated, frozen settings object, from a TOML file with environment overrides.
+
+Precedence, lowest first: built-in defaults, the TOML file, environment variables.
+Every setting has an environment name ``DRIFTSTREAM_<SECTION>__<KEY>`` (upper case), e.g.
+``DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Per-model overrides live in the file
+only, under ``[models."<model>"]`` (monitor keys) and
+``[models."<model>".features."<feature>"]`` (``psi_warning``, ``psi_critical``).
+
+The defaults work for the quick start: an embedded broker on ``127.0.0.1:9092``.
+
+>>> s = load_settings(env={"DRIFTSTREAM_MONITOR__WINDOW_SIZE": "500"})
+>>> s.monitor.window_size, s.kafka.bootstrap_servers
+(500, '127.0.0.1:9092')
+>>> load_settings(env={"DRIFTSTREAM_MONITOR__PSI_WARNING": "high"})
+Traceback (most recent call last):
+...
+stream.errors.ConfigError: monitor.psi_warning (from DRIFTSTREAM_MONITOR__PSI_WARNING): expected a number, got 'high'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from stream.errors import ConfigError
+
+__all__ = [
+    "AppSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "MonitorConfig",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "DRIFTSTREAM_"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach Kafka. The session settings default to values that suit a real
+    cluster; ``driftstream demo`` and the tests lower them for the embedded broker."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Consumer-group session timeout. Tansu holds every join for half of it.
+    session_timeout_seconds: float = 10.0
+    heartbeat_interval_seconds: float = 1.0
+    rebalance_timeout_seconds: float = 10.0
+    #: Work around the embedded Tansu broker's quirks (see ``stream/kafka/tansu.py``).
+    #: Leave off against Apache Kafka.
+    embedded_broker_compat: bool = False
+
+    def validate(self) -> None:
+        _positive("kafka.session_timeout_seconds", self.session_timeout_seconds)
+        _positive("kafka.heartbeat_interval_seconds", self.heartbeat_interval_seconds)
+        _positive("kafka.rebalance_timeout_seconds", self.rebalance_timeout_seconds)
+        if self.heartbeat_interval_seconds >= self.session_timeout_seconds:
+            raise ConfigError(
+                "kafka.heartbeat_interval_seconds must be below kafka.session_timeout_seconds "
+                f"(got {self.heartbeat_interval_seconds} >= {self.session_timeout_seconds}); "
+                "a third of the session timeout is usual"
+            )
+        if not self.bootstrap_servers.strip():
+            raise ConfigError("kafka.bootstrap_servers is empty; set it to host:port[,host:port]")
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """Topic names. Inputs are written by producers; the rest by driftstream."""
+
+    predictions: str = "predictions"
+    features: str = "features"
+    labels: str = "labels"
+    alerts: str = "alerts"
+    reports: str = "driftstream-reports"
+    references: str = "driftstream-references"
+    dead_letter: str = "driftstream-dead-letter"
+    #: Internal: validated events regrouped by model, so one worker owns each model.
+    by_model: str = "driftstream-events-by-model"
+
+    def validate(self) -> None:
+        names = dataclasses.asdict(self)
+        for key, value in names.items():
+            if not value or any(c in value for c in " /\\,:"):
+                raise ConfigError(f"topics.{key}={value!r} is not a valid Kafka topic name")
+        if len(set(names.values())) != len(names):
+            raise ConfigError(f"topic names must be distinct, got {names}")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The Faust application."""
+
+    #: Faust app id: prefix of consumer groups and changelog topics. Change it to start
+    #: from empty state.
+    id: str = "driftstream"
+    #: Partitions of driftstream's own topics (by-model events and table changelogs).
+    partitions: int = 4
+    #: Where Faust keeps local table files.
+    data_dir: str = "./driftstream-data"
+    #: How often consumer offsets are committed (at-least-once: a crash replays at most
+    #: this much).
+    commit_interval_seconds: float = 2.0
+    #: Model state is written to its changelog-backed table at most this often, and
+    #: always before the offsets of the events it reflects are committed.
+    state_flush_seconds: float = 1.0
+    #: Web server (Prometheus ``/metrics``, Faust's own pages). Loopback by default.
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if not self.id or not self.id.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"app.id={self.id!r}: use letters, digits, '-' and '_'")
+        _positive("app.partitions", self.partitions)
+        _positive("app.commit_interval_seconds", self.commit_interval_seconds)
+        _positive("app.state_flush_seconds", self.state_flush_seconds)
+        if not 0 < self.web_port < 65536:
+            raise ConfigError(f"app.web_port={self.web_port} is not a TCP port (1-65535)")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The bulk ingest stage that decodes and validates producers' events."""
+
+    #: Most records taken from Kafka per fetch (one batch through the core).
+    max_records: int = 5000
+    #: Messages bigger than this are dead-lettered as ``oversize``.
+    max_message_bytes: int = 1 << 20
+    #: Dead-letter records keep at most this many bytes of the original message.
+    dead_letter_max_bytes: int = 64 << 10
+
+    def validate(self) -> None:
+        _positive("ingest.max_records", self.max_records)
+        _positive("ingest.max_message_bytes", self.max_message_bytes)
+        _positive("ingest.dead_letter_max_bytes", self.dead_letter_max_bytes)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus exposition. Served by the worker's web server at ``/metrics``."""
+
+    #: Keep per-feature series (PSI) for at most this many (model, feature) pairs;
+    #: the rest are counted in ``driftstream_cap_overflow_total{cap="metric_series"}``.
+    max_feature_series: int = 5000
+
+    def validate(self) -> None:
+        _positive("metrics.max_feature_series", self.max_feature_series)
+
+
+WindowKind = Literal["count", "time"]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How each model is monitored. Overridable per model in ``[models."<name>"]``."""
+
+    #: ``count``: windows of ``window_size`` events evaluated every ``window_step``
+    #: events (0, the default, means ``window_size``: tumbling windows). ``time``:
+    #: event-time tumbling windows of ``window_seconds``.
+    window_kind: WindowKind = "count"
+    window_size: int = 1000
+    window_step: int = 0
+    window_seconds: float = 60.0
+    #: Event-time windows close when the watermark (max event time seen minus this)
+    #: passes their end; events for a closed window are counted as late.
+    allowed_lateness_seconds: float = 5.0
+    #: Events of a model version used to build its reference when none was published.
+    warmup_events: int = 1000
+    #: Quantile bins for numeric features (plus open outer bins and a missing bucket).
+    numeric_bins: int = 10
+    #: Top-K categories kept from the reference; the rest pool into "other".
+    max_categories: int = 20
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+    #: Pseudo-count added to every bin before PSI (see ``stream/core/psi.py``).
+    psi_smoothing: float = 0.5
+    #: An alert resolves (or de-escalates) only once the value falls below
+    #: ``threshold * (1 - hysteresis)``.
+    hysteresis: float = 0.2
+    #: Windows with fewer binned values than this do not change alert state.
+    min_window_values: int = 100
+    adwin_delta: float = 0.002
+    #: ADWIN sees the mean of each run of this many values of a series (bounded cost).
+    adwin_chunk: int = 32
+    #: Chunk means kept to rebuild ADWIN after a restart (exact up to this many since
+    #: its last detection).
+    adwin_history: int = 256
+    #: An ADWIN alert resolves after this many evaluations without a detection.
+    adwin_quiet_evaluations: int = 3
+    #: Caps that bound memory whatever the input; overflow is counted, never dropped.
+    max_models: int = 1000
+    max_features: int = 200
+    #: Per-feature threshold overrides: feature -> (warning, critical).
+    feature_thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def validate(self, where: str = "monitor") -> None:
+        if self.window_kind not in get_args(WindowKind):
+            raise ConfigError(f"{where}.window_kind={self.window_kind!r}: use 'count' or 'time'")
+        for name in ("window_size", "warmup_events", "numeric_bins",
+                     "max_categories", "adwin_chunk", "adwin_history",
+                     "adwin_quiet_evaluations", "max_models", "max_features"):
+            _positive(f"{where}.{name}", getattr(self, name))
+        _positive(f"{where}.window_seconds", self.window_seconds)
+        if self.window_step < 0 or self.window_size % self.step:
+            raise ConfigError(
+                f"{where}.window_size={self.window_size} must be a multiple of "
+                f"{where}.window_step={self.window_step} (0 means tumbling windows)"
+            )
+        if self.allowed_lateness_seconds < 0:
+            raise ConfigError(f"{where}.allowed_lateness_seconds must be >= 0")
+        if self.numeric_bins < 2:
+            raise ConfigError(f"{where}.numeric_bins must be at least 2")
+        if not 0 < self.adwin_delta < 1:
+            raise ConfigError(f"{where}.adwin_delta must be in (0, 1), got {self.adwin_delta}")
+        if not 0 <= self.hysteresis < 1:
+            raise ConfigError(f"{where}.hysteresis must be in [0, 1), got {self.hysteresis}")
+        if self.psi_smoothing <= 0:
+            raise ConfigError(f"{where}.psi_smoothing must be > 0 (0.5 is the default)")
+        _thresholds(where, self.psi_warning, self.psi_critical)
+        for feature, (warn, crit) in self.feature_thresholds.items():
+            _thresholds(f"{where}.features.{feature}", warn, crit)
+
+    @property
+    def step(self) -> int:
+        """Events between evaluations of a count window."""
+        return self.window_step or self.window_size
+
+    def thresholds(self, feature: str) -> tuple[float, float]:
+        """(warning, critical) PSI thresholds for a feature."""
+        return self.feature_thresholds.get(feature, (self.psi_warning, self.psi_critical))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything driftstream reads. Build it with :func:`load_settings`."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    app: AppSettings = field(default_factory=AppSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    #: Per-model monitor settings, already merged over ``monitor``.
+    models: Mapping[str, MonitorConfig] = field(default_factory=dict)
+
+    def monitor_for(self, model: str) -> MonitorConfig:
+        """The monitor settings that apply to ``model``."""
+        return self.models.get(model, self.monitor)
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some keys replaced, validated (used by ``demo`` and tests).
+
+        >>> Settings().with_overrides(app={"id": "t1"}).app.id
+        't1'
+        """
+        changes = {}
+        for section, values in sections.items():
+            current = getattr(self, section)
+            changes[section] = replace(current, **dict(values))
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        self.kafka.validate()
+        self.topics.validate()
+        self.app.validate()
+        self.ingest.validate()
+        self.metrics.validate()
+        self.monitor.validate()
+        for name, cfg in self.models.items():
+            cfg.validate(f'models."{name}"')
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "kafka": KafkaSettings,
+    "topics": TopicSettings,
+    "app": AppSettings,
+    "ingest": IngestSettings,
+    "metrics": MetricsSettings,
+    "monitor": MonitorConfig,
+}
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from an optional TOML file, then apply environment overrides.
+
+    ``env`` defaults to ``os.environ``. ``DRIFTSTREAM_CONFIG`` names the file when
+    ``path`` is not given.
+    """
+    env = os.environ if env is None else env
+    if path is None and env.get(f"{ENV_PREFIX}CONFIG"):
+        path = env[f"{ENV_PREFIX}CONFIG"]
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - set(_SECTIONS) - {"models"}
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {sorted(unknown)} in {path}; known: {sorted(_SECTIONS)}, models"
+        )
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(data.get(name, {}))
+        origin = {k: f"{path}" for k in values}
+        prefix = f"{ENV_PREFIX}{name.upper()}__"
+        for key, raw in env.items():
+            if key.startswith(prefix):
+                values[key[len(prefix):].lower()] = raw
+                origin[key[len(prefix):].lower()] = key
+        if name == "monitor":
+            values.pop("features", None)
+        sections[name] = _build(cls, values, name, origin)
+    models = {
+        model: _model_config(sections["monitor"], model, dict(raw), path)
+        for model, raw in data.get("models", {}).items()
+    }
+    settings = Settings(**sections, models=models)
+    settings.validate()
+    return settings
+
+
+def _model_config(base: MonitorConfig, model: str, raw: dict[str, Any], path: Any) -> MonitorConfig:
+    where = f'models."{model}"'
+    features = raw.pop("features", {})
+    cfg = _build(MonitorConfig, raw, where, {k: str(path) for k in raw}, base=base)
+    thresholds = dict(cfg.feature_thresholds)
+    for feature, values in features.items():
+        extra = set(values) - {"psi_warning", "psi_critical"}
+        if extra:
+            raise ConfigError(
+                f"{where}.features.{feature}: unknown keys {sorted(extra)}; "
+                "only psi_warning and psi_critical can be set per feature"
+            )
+        warn = float(values.get("psi_warning", cfg.psi_warning))
+        crit = float(values.get("psi_critical", cfg.psi_critical))
+        thresholds[feature] = (warn, crit)
+    return replace(cfg, feature_thresholds=thresholds)
+
+
+def _build(
+    cls: type[Any], values: dict[str, Any], where: str, origin: Mapping[str, str],
+    base: Any = None,
+) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "feature_thresholds"}
+    unknown = set(values) - known
+    if unknown:
+        src = ", ".join(sorted(f"{k} (from {origin.get(k, '?')})" for k in unknown))
+        raise ConfigError(f"unknown setting(s) in [{where}]: {src}; known: {sorted(known)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}", origin.get(k, "?")) for k, v in values.items()}
+    return replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
+    want = hint if isinstance(hint, type) else None
+    try:
+        if want is bool or hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if want is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if want is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if want is str or get_args(hint):
+            if not isinstance(value, str):
+                raise ValueError
+            if get_args(hint) and value not in get_args(hint):
+                raise ConfigError(
+                    f"{key} (from {origin}): {value!r} is not one of {list(get_args(hint))}"
+                )
+            return value
+    except (TypeError, ValueError):
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
+            want or str, "a string"
+        )
+        raise ConfigError(f"{key} (from {origin}): expected {kind}, got {value!r}") from None
+    return value
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _thresholds(where: str, warn: float, crit: float) -> None:
+    if not 0 < warn <= crit:
+        raise ConfigError(
+            f"{where}: need 0 < psi_warning <= psi_critical, got {warn} and {crit}"
+        )
