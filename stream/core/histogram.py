@@ -1,0 +1,195 @@
+"""Binnings frozen from a reference, and vectorised counting of values into their bins.
+
+Two kinds, each with a trailing *missing* bucket:
+
+- :class:`NumericBinning`: inner edges ``e1 < ... < ek`` give ``k + 1`` right-closed bins
+  ``(-inf, e1], (e1, e2], ..., (ek, +inf)``. The outer bins are open, so values beyond the
+  reference's range still land somewhere. Edges are reference quantiles.
+- :class:`CategoricalBinning`: the reference's top-K categories, then ``other`` (anything
+  not in the top K, including never-seen values), then missing.
+
+A value of the wrong type (a string in a numeric feature, a number in a categorical one)
+is not binned: :meth:`index` gives it the index :attr:`size` (one past the missing
+bucket) and :meth:`count_all` reports it as a *type mismatch*. ``stream.core.columns``
+turns raw feature values into the inputs these methods take.
+
+>>> b = NumericBinning.from_values(np.arange(1.0, 101.0), n_bins=4)
+>>> b.edges.tolist()
+[25.75, 50.5, 75.25]
+>>> b.count(np.array([1.0, 30.0, 99.0, 1e9, np.nan])).tolist()
+[1, 1, 0, 2, 1]
+>>> c = CategoricalBinning.from_values(["a", "a", "b", None], max_categories=1)
+>>> c.categories, c.count(["a", "b", "z", None]).tolist()
+(('a',), [1, 2, 1])
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Binning", "CategoricalBinning", "NumericBinning", "as_category", "binning_from_snapshot", "count_index"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class NumericBinning:
+    """Quantile bins over numbers, with open outer bins and a missing bucket (``NaN``)."""
+
+    kind = "numeric"
+
+    def __init__(self, edges: Sequence[float] | FloatArray) -> None:
+        e = np.asarray(edges, dtype=np.float64)
+        if e.ndim != 1 or (e.size and (not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0))):
+            raise ValueError(f"edges must be finite and strictly increasing, got {e.tolist()}")
+        self.edges: FloatArray = e
+
+    @property
+    def size(self) -> int:
+        """Number of buckets, the missing bucket included."""
+        return int(self.edges.size) + 2
+
+    @classmethod
+    def from_values(cls, values: FloatArray, n_bins: int) -> NumericBinning:
+        """Edges at the reference's ``1/n .. (n-1)/n`` quantiles, with ties merged.
+
+        A constant feature gets a bin of its own value: ``(-inf, v-), (v-, v], (v, +inf)``,
+        so a move in either direction shows.
+
+        >>> NumericBinning.from_values(np.array([3.0, 3.0, 3.0]), 10).count(
+        ...     np.array([2.0, 3.0, 4.0])).tolist()
+        [1, 1, 1, 0]
+        >>> NumericBinning.from_values(np.array([np.nan]), 10).edges.tolist()
+        []
+        """
+        v = values[~np.isnan(values)]
+        if v.size == 0:
+            return cls([])
+        qs = np.quantile(v, np.arange(1, n_bins) / n_bins)
+        edges = np.unique(qs)
+        if edges.size == 1 or v.min() == v.max():
+            point = float(v[0]) if v.min() == v.max() else float(edges[0])
+            edges = np.array([np.nextafter(point, -np.inf), point])
+        return cls(edges)
+
+    def index(self, values: FloatArray) -> IntArray:
+        """The bucket of each value: ``NaN`` (missing) goes to the missing bucket, the
+        last; ``+inf`` marks a value of the wrong type and gets :attr:`size`."""
+        idx = np.searchsorted(self.edges, values, side="left").astype(np.int64)
+        idx[np.isnan(values)] = self.size - 1
+        idx[np.isposinf(values)] = self.size
+        return idx
+
+    def count(self, values: FloatArray) -> IntArray:
+        """Counts per bucket (length :attr:`size`), type mismatches left out."""
+        return count_index(self.index(values), self.size)[0]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"type": "numeric", "edges": self.edges.tolist()}
+
+    def labels(self) -> list[str]:
+        """Human-readable bucket names, for reports.
+
+        >>> NumericBinning([1.0, 2.0]).labels()
+        ['(-inf, 1]', '(1, 2]', '(2, +inf)', 'missing']
+        """
+        e = [f"{x:g}" for x in self.edges]
+        if not e:
+            return ["(-inf, +inf)", "missing"]
+        inner = [f"({a}, {b}]" for a, b in zip(e, e[1:], strict=False)]
+        return [f"(-inf, {e[0]}]", *inner, f"({e[-1]}, +inf)", "missing"]
+
+
+def as_category(value: Any) -> str | None:
+    """The category string of a categorical value; ``None`` when it is not one.
+
+    Strings stay as they are, booleans become ``"true"``/``"false"``.
+
+    >>> as_category("DE"), as_category(True), as_category(3)
+    ('DE', 'true', None)
+    """
+    t = type(value)
+    if t is str:
+        return value  # type: ignore[no-any-return]
+    if t is bool:
+        return "true" if value else "false"
+    return None
+
+
+class CategoricalBinning:
+    """Top-K reference categories, an ``other`` bucket and a missing bucket."""
+
+    kind = "categorical"
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        self.categories: tuple[str, ...] = tuple(categories)
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"categories must be distinct, got {self.categories}")
+        self._index = {c: i for i, c in enumerate(self.categories)}
+
+    @property
+    def size(self) -> int:
+        return len(self.categories) + 2
+
+    @classmethod
+    def from_values(cls, values: Sequence[str | None], max_categories: int) -> CategoricalBinning:
+        """The ``max_categories`` most frequent values (ties broken by name)."""
+        counts = Counter(v for v in values if v is not None)
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
+        return cls([c for c, _ in top])
+
+    def index(self, values: Sequence[Any]) -> IntArray:
+        """The bucket of each value: ``None`` is missing, a category string (see
+        :func:`as_category`) its category or ``other``, anything else (a type mismatch)
+        gets :attr:`size`."""
+        other, missing, mismatch = len(self.categories), len(self.categories) + 1, self.size
+        get = self._index.get
+        return np.fromiter(
+            (
+                missing if v is None
+                else get(v, other) if type(v) is str
+                else mismatch if type(v) is not bool
+                else get("true" if v else "false", other)
+                for v in values
+            ),
+            dtype=np.int64,
+            count=len(values),
+        )
+
+    def count(self, values: Sequence[Any]) -> IntArray:
+        """Counts per bucket (length :attr:`size`), type mismatches left out."""
+        return count_index(self.index(values), self.size)[0]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"type": "categorical", "categories": list(self.categories)}
+
+    def labels(self) -> list[str]:
+        return [*self.categories, "other", "missing"]
+
+
+Binning = NumericBinning | CategoricalBinning
+
+
+def count_index(idx: IntArray, size: int) -> tuple[IntArray, int]:
+    """Bucket counts (length ``size``) and the number of type mismatches (index ``size``).
+
+    >>> counts, mismatches = count_index(np.array([0, 2, 2, 3]), 3)
+    >>> counts.tolist(), mismatches
+    ([1, 0, 2], 1)
+    """
+    full = np.bincount(idx, minlength=size + 1)
+    return full[:size].astype(np.int64), int(full[size])
+
+
+def binning_from_snapshot(data: dict[str, Any]) -> Binning:
+    """Rebuild a binning from its :meth:`snapshot`."""
+    if data.get("type") == "numeric":
+        return NumericBinning(data["edges"])
+    if data.get("type") == "categorical":
+        return CategoricalBinning(data["categories"])
+    raise ValueError(f"unknown binning type {data.get('type')!r}")

@@ -1,0 +1,240 @@
+"""Reference profiles: what "normal" looks like for one (model, model_version).
+
+A profile freezes, per series (feature or prediction part), the binning and the
+reference counts per bucket. It is built once, from a file of events
+(``driftstream reference``) or from the first events of a model version (warm-up), and
+never changes afterwards: current windows are counted into the same buckets, which is
+what makes PSI incremental.
+
+Series types are inferred from the reference values: a series is numeric when numbers
+are at least as common as strings and booleans, categorical otherwise.
+
+>>> events = [{"features": {"x": float(i), "c": "ab"[i % 2]}, "ts": float(i),
+...            "prediction": {"label": None, "score": i / 100, "value": None, "scores": None}}
+...           for i in range(100)]
+>>> ref = ReferenceProfile.build(events, "fraud", "v1", numeric_bins=4, max_categories=5)
+>>> sorted(ref.series), ref.series[("feature", "x")].counts.tolist()
+([('feature', 'c'), ('feature', 'x'), ('prediction', 'score')], [25, 25, 25, 25, 0])
+>>> ReferenceProfile.restore(ref.snapshot()).snapshot() == ref.snapshot()
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream.core.columns import PREDICTION_PARTS, SeriesKey, numeric_column, raw_column
+from stream.core.histogram import (
+    Binning,
+    CategoricalBinning,
+    NumericBinning,
+    binning_from_snapshot,
+    count_index,
+)
+from stream.errors import ProfileError, SnapshotError
+
+__all__ = ["REFERENCE_KIND", "ReferenceProfile", "SeriesProfile", "reference_key"]
+
+REFERENCE_KIND = "driftstream.reference"
+REFERENCE_VERSION = 1
+
+
+def reference_key(model: str, model_version: str | None) -> str:
+    """The Kafka key and table key of a (model, model_version): joined by U+001F.
+
+    >>> reference_key("fraud", "v2"), reference_key("fraud", None)
+    ('fraud\\x1fv2', 'fraud\\x1f')
+    """
+    return f"{model}\x1f{model_version or ''}"
+
+
+@dataclass
+class SeriesProfile:
+    """The frozen binning of one series and its reference counts per bucket."""
+
+    binning: Binning
+    counts: npt.NDArray[np.int64]
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.binning.kind
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def snapshot(self) -> dict[str, Any]:
+        out = self.binning.snapshot()
+        out["counts"] = self.counts.tolist()
+        if self.kind == "numeric":
+            out["min"], out["max"] = self.min, self.max
+        return out
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> SeriesProfile:
+        binning = binning_from_snapshot(data)
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        if counts.shape != (binning.size,):
+            raise SnapshotError(
+                f"reference counts have {counts.size} buckets, the binning {binning.size}"
+            )
+        return cls(binning, counts, data.get("min"), data.get("max"))
+
+
+class ReferenceProfile:
+    """The reference of one (model, model_version): a :class:`SeriesProfile` per series."""
+
+    def __init__(
+        self,
+        model: str,
+        model_version: str | None,
+        series: dict[SeriesKey, SeriesProfile],
+        *,
+        source: str,
+        events: int,
+        ts_min: float | None = None,
+        ts_max: float | None = None,
+        features_over_cap: int = 0,
+    ) -> None:
+        self.model = model
+        self.model_version = model_version
+        self.series = series
+        self.source = source
+        self.events = events
+        self.ts_min = ts_min
+        self.ts_max = ts_max
+        self.features_over_cap = features_over_cap
+
+    @classmethod
+    def build(
+        cls,
+        events: list[dict[str, Any]],
+        model: str,
+        model_version: str | None,
+        *,
+        numeric_bins: int = 10,
+        max_categories: int = 20,
+        max_features: int = 200,
+        source: str = "file",
+    ) -> ReferenceProfile:
+        """Build a profile from normalised events of one model version.
+
+        Keeps the ``max_features`` features with the most non-null values (ties by name);
+        the number left out is recorded in ``features_over_cap``.
+        """
+        if not events:
+            raise ProfileError(
+                f"no events for model {model!r} version {model_version!r}: a reference "
+                "needs at least one event (check the --model / --model-version filters)"
+            )
+        present: Counter[str] = Counter()
+        for e in events:
+            present.update(k for k, v in e["features"].items() if v is not None)
+        for e in events:  # features that are always null still count, last
+            for k in e["features"]:
+                present.setdefault(k, 0)
+        ranked = sorted(present.items(), key=lambda kv: (-kv[1], kv[0]))
+        keys: list[SeriesKey] = [("feature", name) for name, _ in ranked[:max_features]]
+        has_prediction = any(e.get("prediction") for e in events)
+        if has_prediction:
+            keys += [("prediction", part) for part in PREDICTION_PARTS]
+        series: dict[SeriesKey, SeriesProfile] = {}
+        for key in keys:
+            values = raw_column(events, key)
+            if key[0] == "prediction" and all(v is None for v in values):
+                continue
+            series[key] = _profile(values, numeric_bins, max_categories)
+        ts = np.fromiter((e["ts"] for e in events), dtype=np.float64, count=len(events))
+        return cls(
+            model,
+            model_version,
+            series,
+            source=source,
+            events=len(events),
+            ts_min=float(ts.min()),
+            ts_max=float(ts.max()),
+            features_over_cap=max(0, len(ranked) - max_features),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON-safe, versioned form published on the references topic."""
+        return {
+            "kind": REFERENCE_KIND,
+            "version": REFERENCE_VERSION,
+            "model": self.model,
+            "model_version": self.model_version,
+            "source": self.source,
+            "events": self.events,
+            "ts_min": self.ts_min,
+            "ts_max": self.ts_max,
+            "features_over_cap": self.features_over_cap,
+            "features": {n: s.snapshot() for (src, n), s in self.series.items() if src == "feature"},
+            "prediction": {
+                n: s.snapshot() for (src, n), s in self.series.items() if src == "prediction"
+            },
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> ReferenceProfile:
+        """Rebuild a profile from :meth:`snapshot` output; refuses unknown versions."""
+        if data.get("kind") != REFERENCE_KIND:
+            raise SnapshotError(f"not a reference profile (kind={data.get('kind')!r})")
+        if data.get("version") != REFERENCE_VERSION:
+            raise SnapshotError(
+                f"reference profile version {data.get('version')!r} is not supported "
+                f"(this driftstream reads version {REFERENCE_VERSION}); upgrade the worker"
+            )
+        try:
+            series: dict[SeriesKey, SeriesProfile] = {}
+            for name, s in data["features"].items():
+                series[("feature", name)] = SeriesProfile.restore(s)
+            for part, s in data["prediction"].items():
+                series[("prediction", part)] = SeriesProfile.restore(s)
+            return cls(
+                data["model"],
+                data["model_version"],
+                series,
+                source=data["source"],
+                events=int(data["events"]),
+                ts_min=data.get("ts_min"),
+                ts_max=data.get("ts_max"),
+                features_over_cap=int(data.get("features_over_cap", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"corrupt reference profile: {exc!r}") from None
+
+
+def _profile(values: list[Any], numeric_bins: int, max_categories: int) -> SeriesProfile:
+    n_num = sum(1 for v in values if (t := type(v)) is float or t is int)
+    n_cat = sum(1 for v in values if (t := type(v)) is str or t is bool)
+    if n_num and n_num >= n_cat:
+        arr = numeric_column(values)
+        finite = arr[np.isfinite(arr)]
+        binning: Binning = NumericBinning.from_values(finite, numeric_bins)
+        counts, _ = count_index(binning.index(arr), binning.size)
+        return SeriesProfile(binning, counts, float(finite.min()), float(finite.max()))
+    cats = [
+        v if type(v) is str else ("true" if v else "false") if type(v) is bool else None
+        for v in values
+    ]
+    binning = CategoricalBinning.from_values(cats, max_categories)
+    counts, _ = count_index(binning.index(values), binning.size)
+    return SeriesProfile(binning, counts)
+
+
+def profiles_by_version(
+    events: Iterable[dict[str, Any]],
+) -> dict[tuple[str, str | None], list[dict[str, Any]]]:
+    """Group events by (model, model_version), keeping their order."""
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for e in events:
+        groups.setdefault((e["model"], e["model_version"]), []).append(e)
+    return groups
