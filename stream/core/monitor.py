@@ -1,0 +1,526 @@
+"""The drift monitor of one (model, model_version): windows, PSI, ADWIN and alerts.
+
+:class:`ModelMonitor` is the unit of state the Kafka worker keeps in a changelog-backed
+table and ``replay`` keeps in a dict. Both call :meth:`ModelMonitor.process` with batches
+of normalised events in arrival order and publish what it returns: window reports and
+alert transitions.
+
+**Batch invariance.** The outputs depend only on the sequence of events, not on how it is
+cut into batches: count windows are split at exact event counts, event-time windows at
+the exact event that moves the watermark past their end, ADWIN's chunks by count (see
+``stream/core/adwin.py``). That is what lets ``replay`` reproduce the live path, and what
+the tests check by feeding the same events in different batch sizes.
+
+**Windows.**
+
+- ``count``: a window is the last ``window_size`` events, evaluated every ``window_step``
+  events (kept as ``window_size / window_step`` sub-window histograms, summed at
+  evaluation). ``window_step == window_size`` gives tumbling windows.
+- ``time``: event-time tumbling windows ``[k T, (k+1) T)``. The watermark is the largest
+  event time seen minus ``allowed_lateness_seconds``; a window closes (and is evaluated)
+  when the watermark reaches its end. An event whose window has closed is *late*: it is
+  counted in the next report's ``late_events``, not binned.
+
+**Warm-up.** Without a reference, the first ``warmup_events`` events of the version become
+its reference (``source: warmup``); windows start after them, so the first window is not
+compared with itself.
+
+>>> from stream.config import MonitorConfig
+>>> cfg = MonitorConfig(window_size=100, warmup_events=200, min_window_values=50)
+>>> mon = ModelMonitor("fraud", "v1", cfg)
+>>> ev = lambda i, x: {"event_id": str(i), "model": "fraud", "model_version": "v1",
+...                    "ts": float(i), "features": {"x": x}, "prediction": None}
+>>> out = mon.process([ev(i, float(i % 10)) for i in range(300)])
+>>> [r["window"]["index"] for r in out.reports], out.alerts
+([0], [])
+>>> out = mon.process([ev(i, 50.0) for i in range(300, 400)])
+>>> out.alerts[0]["kind"], out.alerts[0]["severity"], out.alerts[0]["feature"]
+('feature_drift', 'critical', 'x')
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream.config import MonitorConfig
+from stream.core.adwin import AdwinDetector
+from stream.core.alerts import AlertState, Transition, alert_event, step_detection, step_threshold
+from stream.core.columns import SeriesKey, numeric_column, raw_column, series_name
+from stream.core.histogram import count_index
+from stream.core.psi import psi, psi_noise_floor
+from stream.core.reference import ReferenceProfile
+from stream.errors import SnapshotError
+
+__all__ = ["ModelMonitor", "MonitorOutput"]
+
+_SNAPSHOT_KIND = "driftstream.monitor"
+_SNAPSHOT_VERSION = 1
+#: Distinct unknown feature names tracked per window; more are pooled under ``(other)``.
+_MAX_UNKNOWN_NAMES = 50
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class MonitorOutput:
+    """What one :meth:`ModelMonitor.process` call produced, in order."""
+
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: Events binned into windows (warm-up and late events excluded).
+    windowed: int = 0
+    warmup: int = 0
+    late: int = 0
+    #: ADWIN detections per series name during this call.
+    adwin_detections: dict[str, int] = field(default_factory=dict)
+
+    def extend(self, other: MonitorOutput) -> None:
+        self.reports += other.reports
+        self.alerts += other.alerts
+        self.windowed += other.windowed
+        self.warmup += other.warmup
+        self.late += other.late
+        for k, v in other.adwin_detections.items():
+            self.adwin_detections[k] = self.adwin_detections.get(k, 0) + v
+
+
+class _Acc:
+    """Counts of one (sub-)window: per series bucket counts and type mismatches."""
+
+    __slots__ = ("counts", "mismatch", "n", "ts_max", "ts_min")
+
+    def __init__(self, sizes: dict[SeriesKey, int]) -> None:
+        self.counts: dict[SeriesKey, IntArray] = {k: np.zeros(s, np.int64) for k, s in sizes.items()}
+        self.mismatch: dict[SeriesKey, int] = dict.fromkeys(sizes, 0)
+        self.n = 0
+        self.ts_min = float("inf")
+        self.ts_max = float("-inf")
+
+    def add(self, idx: dict[SeriesKey, IntArray], sel: slice | npt.NDArray[np.bool_],
+            ts: npt.NDArray[np.float64]) -> None:
+        t = ts[sel]
+        if t.size == 0:
+            return
+        self.n += int(t.size)
+        self.ts_min = min(self.ts_min, float(t.min()))
+        self.ts_max = max(self.ts_max, float(t.max()))
+        for key, counts in self.counts.items():
+            c, mm = count_index(idx[key][sel], counts.size)
+            counts += c
+            self.mismatch[key] += mm
+
+    def merged(self, others: list[_Acc]) -> _Acc:
+        out = _Acc({k: v.size for k, v in self.counts.items()})
+        for acc in others:
+            out.n += acc.n
+            out.ts_min = min(out.ts_min, acc.ts_min)
+            out.ts_max = max(out.ts_max, acc.ts_max)
+            for key in out.counts:
+                out.counts[key] += acc.counts[key]
+                out.mismatch[key] += acc.mismatch[key]
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "ts_min": self.ts_min if self.n else None,
+            "ts_max": self.ts_max if self.n else None,
+            "series": [[k[0], k[1], c.tolist(), self.mismatch[k]] for k, c in self.counts.items()],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], sizes: dict[SeriesKey, int]) -> _Acc:
+        acc = cls(sizes)
+        acc.n = int(data["n"])
+        if acc.n:
+            acc.ts_min, acc.ts_max = float(data["ts_min"]), float(data["ts_max"])
+        for src, name, counts, mismatch in data["series"]:
+            key = (src, name)
+            if key in acc.counts and len(counts) == acc.counts[key].size:
+                acc.counts[key] = np.asarray(counts, dtype=np.int64)
+                acc.mismatch[key] = int(mismatch)
+        return acc
+
+
+@dataclass
+class _Series:
+    psi_alert: AlertState = field(default_factory=AlertState)
+    adwin_alert: AlertState = field(default_factory=AlertState)
+    adwin: AdwinDetector | None = None
+    adwin_pending: int = 0  # detections since the last evaluation
+
+
+class ModelMonitor:
+    """Drift state and logic of one (model, model_version)."""
+
+    def __init__(
+        self,
+        model: str,
+        model_version: str | None,
+        config: MonitorConfig,
+        reference: ReferenceProfile | None = None,
+    ) -> None:
+        self.model = model
+        self.model_version = model_version
+        self.config = config
+        self.reference: ReferenceProfile | None = None
+        self.series: dict[SeriesKey, _Series] = {}
+        self.warmup: list[dict[str, Any]] = []
+        self.events_total = 0
+        self.evaluations = 0
+        self._late = 0
+        self._unknown: Counter[str] = Counter()
+        # count windows
+        self._sub: _Acc | None = None
+        self._subs: deque[_Acc] = deque()
+        # time windows
+        self._open: dict[int, _Acc] = {}
+        self._closed_upto: int | None = None
+        self._watermark = float("-inf")
+        if reference is not None:
+            self.set_reference(reference)
+
+    # -- reference ---------------------------------------------------------------------
+
+    def set_reference(self, reference: ReferenceProfile) -> None:
+        """Install a reference (or replace it): windows restart, alert states are kept for
+        series that still exist."""
+        old = self.series
+        self.reference = reference
+        self.series = {}
+        cfg = self.config
+        for key, prof in reference.series.items():
+            s = old.get(key) or _Series()
+            if prof.kind == "numeric":
+                s.adwin = s.adwin or AdwinDetector(cfg.adwin_delta, cfg.adwin_chunk, cfg.adwin_history)
+            self.series[key] = s
+        self.warmup = []
+        self._reset_windows()
+
+    def _sizes(self) -> dict[SeriesKey, int]:
+        assert self.reference is not None
+        return {k: p.binning.size for k, p in self.reference.series.items()}
+
+    def _reset_windows(self) -> None:
+        self._sub = _Acc(self._sizes()) if self.reference else None
+        self._subs = deque()
+        self._open = {}
+        self._closed_upto = None
+        self._watermark = float("-inf")
+
+    # -- processing --------------------------------------------------------------------
+
+    def process(self, events: list[dict[str, Any]]) -> MonitorOutput:
+        """Process events of this (model, model_version), in order."""
+        out = MonitorOutput()
+        if not events:
+            return out
+        self.events_total += len(events)
+        if self.reference is None:
+            need = self.config.warmup_events - len(self.warmup)
+            self.warmup.extend(_compact(e) for e in events[:need])
+            out.warmup = min(need, len(events))
+            events = events[need:]
+            if len(self.warmup) < self.config.warmup_events:
+                return out
+            self.set_reference(
+                ReferenceProfile.build(
+                    self.warmup,
+                    self.model,
+                    self.model_version,
+                    numeric_bins=self.config.numeric_bins,
+                    max_categories=self.config.max_categories,
+                    max_features=self.config.max_features,
+                    source="warmup",
+                )
+            )
+            if not events:
+                return out
+        self._track_unknown(events)
+        ref = self.reference
+        assert ref is not None
+        ts = np.fromiter((e["ts"] for e in events), dtype=np.float64, count=len(events))
+        idx: dict[SeriesKey, IntArray] = {}
+        values: dict[SeriesKey, npt.NDArray[np.float64]] = {}
+        for key, prof in ref.series.items():
+            column = raw_column(events, key)
+            if prof.kind == "numeric":
+                arr = numeric_column(column)
+                values[key] = arr
+                idx[key] = prof.binning.index(arr)  # type: ignore[arg-type]
+            else:
+                idx[key] = prof.binning.index(column)  # type: ignore[arg-type]
+        if self.config.window_kind == "count":
+            self._process_count(ts, idx, values, out)
+        else:
+            self._process_time(ts, idx, values, out)
+        return out
+
+    def _adwin(self, values: dict[SeriesKey, npt.NDArray[np.float64]], sel: slice,
+               out: MonitorOutput) -> None:
+        for key, arr in values.items():
+            s = self.series[key]
+            if s.adwin is None:
+                continue
+            v = arr[sel]
+            v = v[np.isfinite(v)]
+            if v.size:
+                d = s.adwin.update(v)
+                if d:
+                    s.adwin_pending += d
+                    name = series_name(key)
+                    out.adwin_detections[name] = out.adwin_detections.get(name, 0) + d
+
+    def _process_count(self, ts: npt.NDArray[np.float64], idx: dict[SeriesKey, IntArray],
+                       values: dict[SeriesKey, npt.NDArray[np.float64]], out: MonitorOutput) -> None:
+        step, n = self.config.step, ts.size
+        keep = self.config.window_size // step
+        a = 0
+        while a < n:
+            assert self._sub is not None
+            b = min(n, a + step - self._sub.n)
+            sel = slice(a, b)
+            self._sub.add(idx, sel, ts)
+            self._adwin(values, sel, out)
+            out.windowed += b - a
+            if self._sub.n == step:
+                self._subs.append(self._sub)
+                if len(self._subs) > keep:
+                    self._subs.popleft()
+                self._sub = _Acc(self._sizes())
+                if len(self._subs) == keep:
+                    acc = self._subs[0].merged(list(self._subs)) if keep > 1 else self._subs[0]
+                    window = {"kind": "count", "index": self.evaluations, "start": acc.ts_min,
+                              "end": acc.ts_max, "count": acc.n}
+                    self._evaluate(acc, window, out)
+            a = b
+
+    def _process_time(self, ts: npt.NDArray[np.float64], idx: dict[SeriesKey, IntArray],
+                      values: dict[SeriesKey, npt.NDArray[np.float64]], out: MonitorOutput) -> None:
+        T, lateness = self.config.window_seconds, self.config.allowed_lateness_seconds
+        win = np.floor(ts / T).astype(np.int64)
+        wm = np.maximum.accumulate(np.maximum(ts - lateness, self._watermark))
+        closed = np.floor(wm / T).astype(np.int64)  # windows < closed[i] are closed at i
+        if self._closed_upto is not None:
+            closed = np.maximum(closed, self._closed_upto)
+        late = win < closed
+        # closures happen *before* the event that moved the watermark is added
+        cuts = np.flatnonzero(np.diff(closed)) + 1
+        bounds = [0, *cuts.tolist(), ts.size]
+        for i in range(len(bounds) - 1):
+            a, b = bounds[i], bounds[i + 1]
+            if self._closed_upto is None or closed[a] > self._closed_upto:
+                self._close_time_windows(int(closed[a]), out)
+            sel = slice(a, b)
+            ok = ~late[a:b]
+            seg_win = win[a:b]
+            for w in np.unique(seg_win[ok]).tolist():
+                mask = np.zeros(ts.size, dtype=bool)
+                mask[a:b] = ok & (seg_win == w)
+                acc = self._open.get(w)
+                if acc is None:
+                    acc = self._open[w] = _Acc(self._sizes())
+                acc.add(idx, mask, ts)
+            n_late = int((~ok).sum())
+            self._late += n_late
+            out.late += n_late
+            out.windowed += (b - a) - n_late
+            self._adwin(values, sel, out)
+        self._watermark = float(wm[-1])
+
+    def _close_time_windows(self, closed_upto: int, out: MonitorOutput) -> None:
+        T = self.config.window_seconds
+        for w in sorted(k for k in self._open if k < closed_upto):
+            acc = self._open.pop(w)
+            window = {"kind": "time", "index": w, "start": w * T, "end": (w + 1) * T, "count": acc.n}
+            self._evaluate(acc, window, out)
+        self._closed_upto = closed_upto
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def _evaluate(self, acc: _Acc, window: dict[str, Any], out: MonitorOutput) -> None:
+        ref = self.reference
+        assert ref is not None
+        cfg = self.config
+        self.evaluations += 1
+        ts = float(window["end"])
+        features: dict[str, Any] = {}
+        prediction: dict[str, Any] = {}
+        adwin: dict[str, Any] = {}
+        for key, prof in ref.series.items():
+            s = self.series[key]
+            counts = acc.counts[key]
+            n_cur = int(counts.sum())
+            name = series_name(key)
+            warn, crit = cfg.thresholds(name)
+            value = psi(prof.counts, counts, cfg.psi_smoothing) if n_cur and prof.total else None
+            severity = "ok"
+            if value is not None:
+                severity = "critical" if value >= crit else "warning" if value >= warn else "ok"
+            stats = {
+                "type": prof.kind,
+                "psi": value,
+                "count": n_cur,
+                "missing": int(counts[-1]),
+                "type_mismatch": acc.mismatch[key],
+                "noise_floor": psi_noise_floor(prof.total, n_cur, prof.binning.size) if n_cur else None,
+                "severity": severity,
+            }
+            (features if key[0] == "feature" else prediction)[key[1] if key[0] == "prediction" else name] = stats
+            kind = "feature_drift" if key[0] == "feature" else "prediction_drift"
+            if value is not None and n_cur >= cfg.min_window_values:
+                s.psi_alert, t = step_threshold(s.psi_alert, value, warn, crit,
+                                                hysteresis=cfg.hysteresis, ts=ts)
+                if t:
+                    out.alerts.append(self._alert(s.psi_alert, t, kind, name, "psi", value,
+                                                  crit if s.psi_alert.severity == "critical" else warn,
+                                                  window, ts))
+            if s.adwin is not None:
+                adwin[name] = {"detections": s.adwin_pending, "estimation": s.adwin.estimation}
+                s.adwin_alert, t = step_detection(s.adwin_alert, s.adwin_pending,
+                                                  quiet=cfg.adwin_quiet_evaluations, ts=ts)
+                if t:
+                    out.alerts.append(self._alert(s.adwin_alert, t, kind, name, "adwin",
+                                                  s.adwin.estimation, None, window, ts))
+                s.adwin_pending = 0
+        unknown = dict(sorted(self._unknown.items()))
+        self._unknown.clear()
+        late, self._late = self._late, 0
+        out.reports.append({
+            "schema_version": 1,
+            "type": "window_report",
+            "model": self.model,
+            "model_version": self.model_version,
+            "window": window,
+            "reference": {"source": ref.source, "events": ref.events},
+            "features": features,
+            "prediction": prediction,
+            "adwin": adwin,
+            "unknown_features": unknown,
+            "late_events": late,
+            "alerts_firing": self.alerts_firing(),
+        })
+
+    def alerts_firing(self) -> int:
+        """How many alert conditions of this monitor are firing now."""
+        return sum((s.psi_alert.status == "firing") + (s.adwin_alert.status == "firing")
+                   for s in self.series.values())
+
+    def _alert(self, state: AlertState, transition: Transition, kind: str, name: str,
+               detector: str, value: float | None, threshold: float | None,
+               window: dict[str, Any], ts: float) -> dict[str, Any]:
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        what = f"{'feature' if kind == 'feature_drift' else 'prediction'} {name!r} of {who}"
+        if detector == "psi":
+            verb = {"firing": "is", "escalated": "rose to", "deescalated": "fell to",
+                    "resolved": "is back to"}[transition]
+            message = (f"PSI of {what} {verb} {value:.3f} over {window['count']} events"
+                       + (f" (threshold {threshold:g}, {state.severity})" if transition != "resolved"
+                          else f", below {threshold:g} with hysteresis"))
+        elif transition == "resolved":
+            message = f"ADWIN saw no further change in the mean of {what}"
+        else:
+            message = f"ADWIN detected a change in the mean of {what}" + (
+                f"; the mean is now about {value:.4g}" if value is not None else "")
+        return alert_event(state=state, transition=transition, kind=kind, model=self.model,
+                           model_version=self.model_version, feature=name, detector=detector,
+                           value=value, threshold=threshold, window=window, ts=ts, message=message)
+
+    def _track_unknown(self, events: list[dict[str, Any]]) -> None:
+        seen: set[str] = set()
+        for e in events:
+            seen.update(e["features"])
+        ref = self.reference
+        assert ref is not None
+        unknown = [n for n in seen if ("feature", n) not in ref.series]
+        if not unknown:
+            return
+        for name in unknown:
+            c = sum(1 for e in events if name in e["features"])
+            if name in self._unknown or len(self._unknown) < _MAX_UNKNOWN_NAMES:
+                self._unknown[name] += c
+            else:
+                self._unknown["(other)"] += c
+
+    # -- state -------------------------------------------------------------------------
+
+    def _window_config(self) -> list[Any]:
+        c = self.config
+        return [c.window_kind, c.window_size, c.step, c.window_seconds, c.allowed_lateness_seconds]
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe, versioned state (the value of the model-state table)."""
+        return {
+            "kind": _SNAPSHOT_KIND,
+            "version": _SNAPSHOT_VERSION,
+            "model": self.model,
+            "model_version": self.model_version,
+            "window_config": self._window_config(),
+            "reference": self.reference.snapshot() if self.reference else None,
+            "warmup": self.warmup,
+            "events_total": self.events_total,
+            "evaluations": self.evaluations,
+            "late": self._late,
+            "unknown": dict(self._unknown),
+            "series": [
+                [k[0], k[1], s.psi_alert.snapshot(), s.adwin_alert.snapshot(),
+                 s.adwin.snapshot() if s.adwin else None, s.adwin_pending]
+                for k, s in self.series.items()
+            ],
+            "sub": self._sub.snapshot() if self._sub else None,
+            "subs": [a.snapshot() for a in self._subs],
+            "open": [[w, a.snapshot()] for w, a in sorted(self._open.items())],
+            "closed_upto": self._closed_upto,
+            "watermark": self._watermark if np.isfinite(self._watermark) else None,
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], config: MonitorConfig) -> ModelMonitor:
+        """Rebuild a monitor from :meth:`snapshot` output under ``config``.
+
+        If the window settings changed since the snapshot, the open windows are dropped
+        (the reference, detectors and alert states are kept).
+        """
+        if data.get("kind") != _SNAPSHOT_KIND or data.get("version") != _SNAPSHOT_VERSION:
+            raise SnapshotError(
+                f"not a monitor snapshot of version {_SNAPSHOT_VERSION}: kind={data.get('kind')!r}"
+                f" version={data.get('version')!r}; upgrade the worker or change app.id"
+            )
+        try:
+            ref = ReferenceProfile.restore(data["reference"]) if data["reference"] else None
+            mon = cls(data["model"], data["model_version"], config, ref)
+            mon.warmup = list(data["warmup"])
+            mon.events_total = int(data["events_total"])
+            mon.evaluations = int(data["evaluations"])
+            mon._late = int(data["late"])
+            mon._unknown = Counter(data["unknown"])
+            for src, name, psi_a, adwin_a, adwin, pending in data["series"]:
+                s = mon.series.get((src, name))
+                if s is None:
+                    continue
+                s.psi_alert = AlertState.restore(psi_a)
+                s.adwin_alert = AlertState.restore(adwin_a)
+                if adwin is not None and s.adwin is not None:
+                    s.adwin = AdwinDetector.restore(adwin)
+                s.adwin_pending = int(pending)
+            if ref is not None and data["window_config"] == mon._window_config():
+                sizes = mon._sizes()
+                mon._sub = _Acc.restore(data["sub"], sizes) if data["sub"] else _Acc(sizes)
+                mon._subs = deque(_Acc.restore(a, sizes) for a in data["subs"])
+                mon._open = {int(w): _Acc.restore(a, sizes) for w, a in data["open"]}
+                mon._closed_upto = data["closed_upto"]
+                wm = data["watermark"]
+                mon._watermark = float(wm) if wm is not None else float("-inf")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"corrupt monitor snapshot: {exc!r}") from None
+        return mon
+
+
+def _compact(e: dict[str, Any]) -> dict[str, Any]:
+    """What warm-up keeps of an event: enough to build a reference."""
+    return {"ts": e["ts"], "features": e["features"], "prediction": e.get("prediction")}
