@@ -1,0 +1,142 @@
+"""The monitors of many models: routing envelopes to them, caps, and dirty tracking.
+
+Both the Kafka worker and ``replay`` drive the core through a :class:`MonitorRegistry`, by
+handing it *envelopes* (what the ingest stage publishes on the by-model topic):
+
+- ``{"type": "events", "model": m, "events": [...]}``: normalised events of one model,
+  in order;
+- ``{"type": "reference", "profile": {...}}``: a reference profile snapshot.
+
+Where state lives is the caller's business: the registry asks ``load_state`` for a
+snapshot the first time it meets a (model, version) and ``load_reference`` for a
+published reference, and reports which monitors changed (:meth:`take_dirty`) so the caller
+can persist them in one write each.
+
+Memory is bounded by ``max_models`` (per registry, i.e. per worker): events of a
+(model, version) beyond the cap are returned as rejections, never dropped silently.
+
+>>> from stream.config import MonitorConfig
+>>> reg = MonitorRegistry(lambda model: MonitorConfig(warmup_events=2), max_models=1)
+>>> ev = lambda m: {"model": m, "model_version": None, "ts": 1.0, "features": {"x": 1.0}}
+>>> out = reg.handle({"type": "events", "model": "a", "events": [ev("a")]})
+>>> out.rejected, reg.handle({"type": "events", "model": "b", "events": [ev("b")]}).rejected
+(0, 1)
+>>> sorted(key for key, _ in reg.take_dirty())
+['a\\x1f']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.config import MonitorConfig
+from stream.core.monitor import ModelMonitor, MonitorOutput
+from stream.core.reference import ReferenceProfile, reference_key
+from stream.errors import SnapshotError
+
+__all__ = ["HandleResult", "MonitorRegistry"]
+
+
+@dataclass
+class HandleResult:
+    """Outputs of one envelope, and the events refused by the model cap."""
+
+    output: MonitorOutput = field(default_factory=MonitorOutput)
+    rejected: int = 0
+    rejected_events: list[dict[str, Any]] = field(default_factory=list)
+    #: Keys of (model, version) whose monitor is new in this registry.
+    created: list[str] = field(default_factory=list)
+
+
+class MonitorRegistry:
+    """Monitors by (model, model_version), created or restored on first use."""
+
+    def __init__(
+        self,
+        config_for: Callable[[str], MonitorConfig],
+        *,
+        max_models: int,
+        load_state: Callable[[str], dict[str, Any] | None] = lambda key: None,
+        load_reference: Callable[[str], dict[str, Any] | None] = lambda key: None,
+    ) -> None:
+        self.config_for = config_for
+        self.max_models = max_models
+        self.load_state = load_state
+        self.load_reference = load_reference
+        self.monitors: dict[str, ModelMonitor] = {}
+        self._dirty: set[str] = set()
+        #: Snapshots that could not be restored (kept for the operator, state restarted).
+        self.restore_errors: list[str] = []
+
+    def handle(self, envelope: dict[str, Any]) -> HandleResult:
+        result = HandleResult()
+        if envelope.get("type") == "reference":
+            self.set_reference(ReferenceProfile.restore(envelope["profile"]))
+            return result
+        groups: dict[str | None, list[dict[str, Any]]] = {}
+        for e in envelope["events"]:
+            groups.setdefault(e["model_version"], []).append(e)
+        model = envelope["model"]
+        for version, events in groups.items():
+            mon = self._get(model, version, result)
+            if mon is None:
+                result.rejected += len(events)
+                result.rejected_events += events
+                continue
+            result.output.extend(mon.process(events))
+            self._dirty.add(reference_key(model, version))
+        return result
+
+    def set_reference(self, profile: ReferenceProfile) -> None:
+        """Install a published reference; the monitor's windows restart against it."""
+        key = reference_key(profile.model, profile.model_version)
+        mon = self.monitors.get(key)
+        if mon is None:
+            if len(self.monitors) >= self.max_models:
+                return  # the references table keeps it; installed when the model arrives
+            mon = self._restore_or_new(profile.model, profile.model_version)
+            self.monitors[key] = mon
+        mon.set_reference(profile)
+        self._dirty.add(key)
+
+    def _get(self, model: str, version: str | None, result: HandleResult) -> ModelMonitor | None:
+        key = reference_key(model, version)
+        mon = self.monitors.get(key)
+        if mon is not None:
+            return mon
+        if len(self.monitors) >= self.max_models:
+            return None
+        mon = self._restore_or_new(model, version)
+        self.monitors[key] = mon
+        result.created.append(key)
+        return mon
+
+    def _restore_or_new(self, model: str, version: str | None) -> ModelMonitor:
+        key = reference_key(model, version)
+        config = self.config_for(model)
+        data = self.load_state(key)
+        if data is not None:
+            try:
+                return ModelMonitor.restore(data, config)
+            except SnapshotError as exc:
+                self.restore_errors.append(f"{key!r}: {exc}")
+        ref = self.load_reference(key)
+        profile = ReferenceProfile.restore(ref) if ref is not None else None
+        return ModelMonitor(model, version, config, profile)
+
+    def take_dirty(self) -> list[tuple[str, dict[str, Any]]]:
+        """Snapshots of the monitors changed since the last call (and forget them)."""
+        out = [(key, self.monitors[key].snapshot()) for key in sorted(self._dirty)
+               if key in self.monitors]
+        self._dirty.clear()
+        return out
+
+    def forget(self, predicate: Callable[[str], bool]) -> list[str]:
+        """Drop monitors whose key matches (their partition moved away); returns them."""
+        gone = [k for k in self.monitors if predicate(k)]
+        for k in gone:
+            del self.monitors[k]
+            self._dirty.discard(k)
+        return gone

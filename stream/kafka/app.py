@@ -1,0 +1,239 @@
+"""The Faust application: thin wiring of the ingest stage, the monitors and the tables.
+
+Data flow, with the module that does the work::
+
+    predictions, features ──► ingest task (stream/kafka/ingest.py: decode, validate,
+         (any key)             route by model) ──► dead-letter topic (bad input)
+                                    │
+                                    ▼
+    references ──► agent ──► by-model topic (one envelope per model and batch,
+                              partition = murmur2(model))
+                                    │
+                                    ▼
+                          monitor agent (stream/core/registry.py, monitor.py)
+                            ├─► alerts topic          (transitions only)
+                            ├─► reports topic         (every closed window)
+                            ├─► table "model-state"   (changelog-backed monitor snapshots)
+                            └─► table "references"    (changelog-backed profiles)
+
+Both tables are keyed by ``model\\x1fversion`` and partitioned like the by-model topic,
+so the worker that owns a model's events owns its state. Values are explicit, versioned
+JSON snapshots (``ModelMonitor.snapshot``), never pickles.
+
+**Consistency.** The monitor agent takes envelopes in batches (``app.state_flush_seconds``
+at most), processes them, publishes their alerts and reports, then writes each changed
+monitor once to the table. Faust acknowledges the envelopes only after that, and flushes
+the producer before committing offsets, so a committed offset always has its state and
+outputs on the broker (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from stream.config import Settings
+from stream.core.clock import Clock, SystemClock
+from stream.core.deadletter import dead_letter_record
+from stream.core.events import Rejection
+from stream.core.reference import ReferenceProfile
+from stream.core.registry import MonitorRegistry
+from stream.errors import DriftstreamError
+from stream.kafka.ingest import IngestStage
+from stream.kafka.topics import model_of, partition_for
+from stream.metrics import Metrics
+
+__all__ = ["DriftApp", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Envelopes taken per monitor batch at most.
+TAKE_MAX = 1000
+
+
+class ModelKeyedTable(faust.Table):  # type: ignore[misc]
+    """A table whose keys start with a model name (``model\\x1fversion``).
+
+    Each key is written to the changelog partition of its model, the by-model partition
+    its events come from, whatever event happens to be current: the monitor agent
+    processes envelopes of several partitions per batch.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return partition_for(model_of(key), self.app.conf.topic_partitions)
+
+
+@dataclass
+class DriftApp:
+    """The Faust app and the objects it wires together (tests reach in through these)."""
+
+    app: faust.App
+    settings: Settings
+    metrics: Metrics
+    registry: MonitorRegistry
+    ingest: IngestStage
+
+
+def create_app(
+    settings: Settings, *, metrics: Metrics | None = None, clock: Clock | None = None
+) -> DriftApp:
+    """Build the Faust app for ``settings``. Nothing connects until the worker starts."""
+    if settings.kafka.embedded_broker_compat:
+        from stream.kafka.tansu import apply_tansu_compat
+
+        apply_tansu_compat()
+    clock = clock or SystemClock()
+    metrics = metrics or Metrics(settings.metrics.max_feature_series)
+    s, k, t = settings, settings.kafka, settings.topics
+    n = s.app.partitions
+    app = faust.App(
+        s.app.id,
+        broker=[f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",")],
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=n,
+        topic_replication_factor=1,
+        broker_session_timeout=k.session_timeout_seconds,
+        broker_heartbeat_interval=k.heartbeat_interval_seconds,
+        broker_rebalance_timeout=k.rebalance_timeout_seconds,
+        broker_commit_interval=s.app.commit_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=8 << 20,
+        table_standby_replicas=0,
+        web_enabled=True,
+        web_bind=s.app.web_host,
+        web_host=s.app.web_host,
+        web_port=s.app.web_port,
+        datadir=s.app.data_dir,
+    )
+
+    by_model = app.topic(t.by_model, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=n, internal=True)
+    references = app.topic(t.references, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(t.alerts, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    reports = app.topic(t.reports, key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw")
+    dead_letter = app.topic(t.dead_letter, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+
+    def table(name: str) -> faust.Table:
+        schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json",
+                              value_serializer="raw")
+        tbl = ModelKeyedTable(app, name=name, default=None, beacon=app.tables.beacon,
+                              partitions=n, schema=schema)
+        return app.tables.add(tbl)
+
+    state_table = table("model-state")
+    reference_table = table("references")
+
+    def load(tbl: faust.Table) -> Any:
+        def get(key: str) -> dict[str, Any] | None:
+            raw = tbl.get(key)
+            return orjson.loads(raw) if raw is not None else None
+        return get
+
+    registry = MonitorRegistry(
+        settings.monitor_for,
+        max_models=s.monitor.max_models,
+        load_state=load(state_table),
+        load_reference=load(reference_table),
+    )
+    ingest = IngestStage(settings, metrics, clock)
+
+    @app.task
+    async def run_ingest() -> None:
+        await ingest.run()
+
+    @app.agent(references)
+    async def forward_references(stream: Any) -> None:
+        """Route each published reference profile to the partition that owns its model."""
+        async for event in stream.events():
+            raw = event.value
+            try:
+                profile = ReferenceProfile.restore(orjson.loads(raw)).snapshot()
+            except (DriftstreamError, orjson.JSONDecodeError) as exc:
+                reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "invalid_value"
+                rec = dead_letter_record(
+                    Rejection(reason, f"not a reference profile: {exc}", raw or b""),
+                    topic=event.message.topic, partition=event.message.partition,
+                    offset=event.message.offset, now=clock.now(),
+                    max_bytes=s.ingest.dead_letter_max_bytes)
+                await dead_letter.send(value=orjson.dumps(rec))
+                metrics.dead_letters.labels(topic=t.references, reason=reason).inc()
+                continue
+            model = profile["model"]
+            await by_model.send(
+                key=model.encode(), partition=partition_for(model, n),
+                value=orjson.dumps({"type": "reference", "profile": profile}))
+
+    @app.agent(by_model)
+    async def monitor(stream: Any) -> None:
+        """Run the monitors over envelopes, publish outputs, persist changed state."""
+        async for events in stream.take_events(TAKE_MAX, within=s.app.state_flush_seconds):
+            t0 = time.perf_counter()
+            now = clock.now()
+            for event in events:
+                env = orjson.loads(event.value)
+                if env.get("type") == "reference":
+                    prof = env["profile"]
+                    key = f"{prof['model']}\x1f{prof['model_version'] or ''}"
+                    reference_table[key] = orjson.dumps(prof)
+                result = registry.handle(env)
+                out = result.output
+                for alert in out.alerts:
+                    await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+                    metrics.observe_alert(alert)
+                for report in out.reports:
+                    await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
+                    metrics.observe_report(report)
+                if env.get("type") == "events":
+                    ts = np.fromiter((e["ts"] for e in env["events"]), dtype=np.float64)
+                    metrics.event_delay.observe_many(now - ts)
+                    if out.adwin_detections:
+                        ver = env["events"][0]["model_version"]
+                        metrics.observe_adwin(env["model"], ver, out.adwin_detections)
+                for outcome, count in (("windowed", out.windowed), ("warmup", out.warmup),
+                                       ("late", out.late), ("cap_exceeded", result.rejected)):
+                    if count:
+                        metrics.processed.labels(outcome=outcome).inc(count)
+                if result.rejected:
+                    metrics.cap_overflow.labels(cap="models").inc(result.rejected)
+                    for e in result.rejected_events:
+                        rec = dead_letter_record(
+                            Rejection("cap_exceeded",
+                                      f"monitor.max_models={s.monitor.max_models} reached on "
+                                      "this worker; raise it or add workers",
+                                      orjson.dumps(e)),
+                            topic=event.message.topic, partition=event.message.partition,
+                            offset=event.message.offset, now=now,
+                            max_bytes=s.ingest.dead_letter_max_bytes)
+                        await dead_letter.send(value=orjson.dumps(rec))
+                        metrics.dead_letters.labels(topic=t.by_model, reason="cap_exceeded").inc()
+            for key, snap in registry.take_dirty():
+                state_table[key] = orjson.dumps(snap)
+            metrics.monitored_models.set(len(registry.monitors))
+            metrics.batch_seconds.labels(stage="monitor").observe(time.perf_counter() - t0)
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        gone_partitions = {tp.partition for tp in revoked if tp.topic == t.by_model}
+        if not gone_partitions:
+            return
+        for key in registry.forget(lambda key: partition_for(model_of(key), n) in gone_partitions):
+            model, _, version = key.partition("\x1f")
+            metrics.forget_model(model, version or None)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return DriftApp(app=app, settings=settings, metrics=metrics, registry=registry, ingest=ingest)

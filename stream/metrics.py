@@ -1,0 +1,189 @@
+"""Prometheus metrics of a driftstream worker. Metric names are API: change them only
+with a deprecation.
+
+Conventions: one prefix (``driftstream_``), base units (seconds), ``_total`` on counters,
+label sets bounded by the configured caps (models, features, ``metrics.max_feature_series``);
+series of a model are removed when its partition moves to another worker.
+
+Every instance owns its registry, so tests (and two apps in one process) never share
+state.
+
+>>> m = Metrics(max_feature_series=10)
+>>> m.dead_letters.labels(topic="predictions", reason="invalid_json").inc()
+>>> m.observe_report({"model": "fraud", "model_version": "v1",
+...                   "features": {"amount": {"psi": 0.3}}, "prediction": {}})
+>>> b"driftstream_psi{feature=\\"amount\\",model=\\"fraud\\",model_version=\\"v1\\"} 0.3" in m.render()
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import HistogramMetricFamily, Metric
+
+__all__ = ["BulkHistogram", "Metrics"]
+
+#: Seconds from event time to processing: from sub-second to a day behind.
+DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                 3600.0, 21600.0, 86400.0)
+
+
+class BulkHistogram:
+    """A Prometheus histogram fed with numpy arrays (one call per batch, not per value).
+
+    >>> h = BulkHistogram("x_seconds", "help", (1.0, 2.0))
+    >>> h.observe_many(np.array([0.5, 1.5, 3.0]))
+    >>> [(s.name, s.value) for s in next(h.collect()).samples][:3]
+    [('x_seconds_bucket', 1), ('x_seconds_bucket', 2), ('x_seconds_bucket', 3)]
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.buckets = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(self.buckets.size + 1, dtype=np.int64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        v = values[np.isfinite(values)]
+        if not v.size:
+            return
+        idx = np.searchsorted(self.buckets, v, side="left")
+        counts = np.bincount(idx, minlength=self.buckets.size + 1)
+        with self._lock:
+            self._counts += counts
+            self._sum += float(v.sum())
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        bounds = [f"{b:g}" for b in self.buckets.tolist()] + ["+Inf"]
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], list(zip(bounds, cumulative, strict=True)), total)
+        yield family
+
+
+class Metrics:
+    """All metrics of one worker, on a private registry."""
+
+    def __init__(self, max_feature_series: int = 5000) -> None:
+        # ``*_created`` series double every counter for no use in alerting.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.max_feature_series = max_feature_series
+        self._feature_series: set[tuple[str, str, str]] = set()
+        self.ingested = Counter(
+            "driftstream_ingested_events_total",
+            "Events accepted by the ingest stage, by input topic.", ["topic"], registry=r)
+        self.dead_letters = Counter(
+            "driftstream_dead_letters_total",
+            "Events sent to the dead-letter topic, by input topic and reason.",
+            ["topic", "reason"], registry=r)
+        self.processed = Counter(
+            "driftstream_processed_events_total",
+            "Events processed by the monitors, by outcome: windowed (binned into a window), "
+            "warmup (used to build a reference), late (event-time window already closed), "
+            "cap_exceeded (model over monitor.max_models; dead-lettered).",
+            ["outcome"], registry=r)
+        self.psi = Gauge(
+            "driftstream_psi",
+            "PSI of the last closed window against the reference, per model and series "
+            "(features by name, predictions as prediction.<part>).",
+            ["model", "model_version", "feature"], registry=r)
+        self.alerts_firing = Gauge(
+            "driftstream_alerts_firing",
+            "Alert conditions firing now, per model.", ["model", "model_version"], registry=r)
+        self.alert_transitions = Counter(
+            "driftstream_alert_transitions_total",
+            "Alert events published, by kind, detector and status.",
+            ["kind", "detector", "status"], registry=r)
+        self.adwin_detections = Counter(
+            "driftstream_adwin_detections_total",
+            "Changes detected by ADWIN, per model and series.",
+            ["model", "model_version", "feature"], registry=r)
+        self.windows = Counter(
+            "driftstream_windows_closed_total", "Windows evaluated, per model.",
+            ["model", "model_version"], registry=r)
+        self.cap_overflow = Counter(
+            "driftstream_cap_overflow_total",
+            "Items refused because a memory cap was reached, by cap: models, metric_series.",
+            ["cap"], registry=r)
+        self.monitored_models = Gauge(
+            "driftstream_monitored_models", "(model, version) monitors held by this worker.",
+            registry=r)
+        self.batch_seconds = Histogram(
+            "driftstream_batch_processing_seconds",
+            "Wall time to process one batch, by stage (ingest, monitor).", ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r)
+        self.event_delay = BulkHistogram(
+            "driftstream_event_delay_seconds",
+            "Processing time minus event time of the events the monitors processed.",
+            DELAY_BUCKETS)
+        r.register(self.event_delay)  # type: ignore[arg-type]
+
+    def observe_report(self, report: dict[str, Any]) -> None:
+        """Update the per-series gauges from a window report."""
+        model, version = report["model"], report["model_version"] or ""
+        series = list(report["features"].items()) + [
+            (f"prediction.{k}", v) for k, v in report["prediction"].items()
+        ]
+        for name, stats in series:
+            key = (model, version, name)
+            if key not in self._feature_series:
+                if len(self._feature_series) >= self.max_feature_series:
+                    self.cap_overflow.labels(cap="metric_series").inc()
+                    continue
+                self._feature_series.add(key)
+            if stats.get("psi") is not None:
+                self.psi.labels(model=model, model_version=version, feature=name).set(stats["psi"])
+        self.windows.labels(model=model, model_version=version).inc()
+        if "alerts_firing" in report:
+            self.alerts_firing.labels(model=model, model_version=version).set(
+                report["alerts_firing"])
+
+    def observe_alert(self, alert: dict[str, Any]) -> None:
+        self.alert_transitions.labels(
+            kind=alert["kind"], detector=alert["detector"], status=alert["status"]).inc()
+
+    def observe_adwin(self, model: str, version: str | None, detections: dict[str, int]) -> None:
+        for name, n in detections.items():
+            if (model, version or "", name) in self._feature_series:
+                self.adwin_detections.labels(
+                    model=model, model_version=version or "", feature=name).inc(n)
+
+    def forget_model(self, model: str, version: str | None) -> None:
+        """Remove a model's labelled series (its partition moved to another worker)."""
+        v = version or ""
+        for key in [k for k in self._feature_series if k[0] == model and k[1] == v]:
+            self._feature_series.discard(key)
+            for metric in (self.psi, self.adwin_detections):
+                try:
+                    metric.remove(model, v, key[2])
+                except KeyError:
+                    pass
+        for metric in (self.alerts_firing, self.windows):
+            try:
+                metric.remove(model, v)
+            except KeyError:
+                pass
+
+    def render(self) -> bytes:
+        """The text exposition format, as served at ``/metrics``."""
+        return generate_latest(self.registry)

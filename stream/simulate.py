@@ -1,0 +1,1389 @@
+"""Realistic, seeded multi-model prediction traffic with injected drift, and its sinks.
+
+The generator is pure: a :class:`Simulator` built from a :class:`SimConfig` yields the
+same events for the same seed and the same sequence of calls, in simulated time (event
+``i`` has ``ts = start_ts + i / rate``). Three models are simulated by default
+(:func:`default_models`): ``fraud`` (binary, ``{"label": bool, "score": p}``), ``churn``
+(multiclass, ``{"label": cls, "scores": {...}}``) and ``eta`` (regression, a scalar).
+
+Drift is injected per model and feature from ``at_seconds`` of simulated time on: a
+numeric feature's mean moves by ``magnitude`` standard deviations, a categorical
+feature moves ``min(0.9, magnitude / 2)`` of its mass onto its rarest category, and the
+pseudo-feature ``"prediction"`` shifts the model's output. The model always predicts
+from the features it is sent, so feature drift shows up in the predictions too.
+
+Drift does not change which random numbers are drawn, so the events before the onset
+are identical with and without it:
+
+>>> base = SimConfig(rate=100.0, start_ts=1_700_000_000.0)
+>>> drifted = SimConfig(rate=100.0, start_ts=1_700_000_000.0,
+...                     drifts=(DriftSpec("fraud", ("amount",), at_seconds=1.0),))
+>>> a, b = Simulator(base).batch(200), Simulator(drifted).batch(200)
+>>> a[:100] == b[:100], a[100:] == b[100:]
+(True, False)
+
+Labels (delayed ground truth) are drawn from the prediction itself (``label ~
+Bernoulli(score)`` for a binary model), so the simulated models are calibrated until
+``accuracy_drop_at_seconds``, after which ``accuracy_drop`` of the labels are flipped
+(binary), moved to another class (multiclass) or pushed far off (regression).
+
+The sinks are thin: :func:`write_jsonl` writes events to a file and :func:`produce`
+publishes them to Kafka with aiokafka, paced in real time or as fast as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from stream.core.clock import Clock, SystemClock
+from stream.errors import BrokerError, ConfigError
+
+__all__ = [
+    "DRIFT_FORMAT",
+    "CategoricalFeature",
+    "DriftSpec",
+    "ModelSpec",
+    "NumericFeature",
+    "SimConfig",
+    "Simulator",
+    "Term",
+    "add_arguments",
+    "config_from_args",
+    "default_models",
+    "encode_messages",
+    "parse_drift",
+    "produce",
+    "simulate_to_file",
+    "write_jsonl",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+Task = Literal["binary", "multiclass", "regression"]
+NumericDist = Literal["normal", "lognormal", "uniform", "poisson", "integer"]
+
+#: The accepted form of ``--drift``, quoted in every error about it.
+DRIFT_FORMAT: Final = "MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]"
+#: The pseudo-feature name that drifts a model's output instead of an input.
+PREDICTION: Final = "prediction"
+
+_TASKS: Final = ("binary", "multiclass", "regression")
+_DISTS: Final = ("normal", "lognormal", "uniform", "poisson", "integer")
+_CALIBRATION_SIZE: Final = 4000
+_DEFAULT_MAX_PENDING_LABELS: Final = 1_000_000
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """A numeric feature drawn from a named distribution.
+
+    ``dist`` and its parameters: ``normal`` (``a`` = mean, ``b`` = std), ``lognormal``
+    (``a`` = mu, ``b`` = sigma of the underlying normal), ``uniform`` (``a`` = low,
+    ``b`` = high), ``poisson`` (``a`` = lambda), ``integer`` (uniform integers in
+    ``[a, b)``). ``low``/``high`` clip the natural values (not drifted ones);
+    ``decimals`` rounds, and ``decimals=0`` sends integers. ``missing`` is the share of
+    events that send ``null``.
+
+    >>> f = NumericFeature("tenure_months", "integer", 1, 73, decimals=0)
+    >>> f.mean, round(f.std, 2)
+    (36.5, 20.78)
+    """
+
+    name: str
+    dist: NumericDist
+    a: float
+    b: float = 0.0
+    missing: float = 0.0
+    decimals: int = 2
+    low: float | None = None
+    high: float | None = None
+
+    kind: ClassVar[str] = "numeric"
+
+    def __post_init__(self) -> None:
+        where = f"numeric feature {self.name!r}"
+        if self.dist not in _DISTS:
+            raise ConfigError(
+                f"{where}: dist must be one of {', '.join(_DISTS)}, not {self.dist!r}"
+            )
+        if not (_finite(self.a) and _finite(self.b)):
+            raise ConfigError(f"{where}: parameters a and b must be finite numbers")
+        if self.dist in ("normal", "lognormal") and self.b <= 0:
+            raise ConfigError(f"{where}: b (the standard deviation) must be > 0")
+        if self.dist == "uniform" and self.b <= self.a:
+            raise ConfigError(f"{where}: uniform needs a < b (low < high)")
+        if self.dist == "integer" and (self.b - self.a < 2 or self.a != int(self.a)):
+            raise ConfigError(f"{where}: integer needs whole a and b >= a + 2 ([a, b) range)")
+        if self.dist == "poisson" and self.a <= 0:
+            raise ConfigError(f"{where}: poisson needs a (lambda) > 0")
+        if not 0.0 <= self.missing < 1.0:
+            raise ConfigError(f"{where}: missing must be in [0, 1), not {self.missing!r}")
+
+    @property
+    def mean(self) -> float:
+        """The mean of the unclipped distribution."""
+        a, b = float(self.a), float(self.b)
+        if self.dist == "lognormal":
+            return math.exp(a + b * b / 2)
+        if self.dist == "uniform":
+            return (a + b) / 2
+        if self.dist == "integer":
+            return (a + b - 1) / 2
+        return a  # normal, poisson
+
+    @property
+    def std(self) -> float:
+        """The standard deviation of the unclipped distribution (the unit of drift)."""
+        a, b = float(self.a), float(self.b)
+        if self.dist == "normal":
+            return b
+        if self.dist == "lognormal":
+            return math.sqrt((math.exp(b * b) - 1) * math.exp(2 * a + b * b))
+        if self.dist == "uniform":
+            return (b - a) / math.sqrt(12)
+        if self.dist == "integer":
+            return math.sqrt(((b - a) ** 2 - 1) / 12)
+        return math.sqrt(a)  # poisson
+
+    def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        """``n`` natural (undrifted, unrounded) values."""
+        a, b = float(self.a), float(self.b)
+        if self.dist == "normal":
+            x = rng.normal(a, b, n)
+        elif self.dist == "lognormal":
+            x = rng.lognormal(a, b, n)
+        elif self.dist == "uniform":
+            x = rng.uniform(a, b, n)
+        elif self.dist == "poisson":
+            x = rng.poisson(a, n).astype(np.float64)
+        else:
+            x = rng.integers(int(a), int(b), n).astype(np.float64)
+        if self.low is not None or self.high is not None:
+            x = np.clip(x, self.low, self.high)
+        return np.asarray(x, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A categorical feature: ``categories`` drawn with ``probs`` (which sum to 1).
+
+    >>> f = CategoricalFeature("device", ("mobile", "desktop", "tablet"), (0.6, 0.32, 0.08))
+    >>> f.rare, f.drifted_probs(1.0).round(2).tolist()
+    ('tablet', [0.3, 0.16, 0.54])
+    """
+
+    name: str
+    categories: tuple[str, ...]
+    probs: tuple[float, ...]
+    missing: float = 0.0
+
+    kind: ClassVar[str] = "categorical"
+
+    def __post_init__(self) -> None:
+        where = f"categorical feature {self.name!r}"
+        if len(self.categories) < 2 or len(self.categories) != len(self.probs):
+            raise ConfigError(f"{where}: needs >= 2 categories and one probability for each")
+        if len(set(self.categories)) != len(self.categories):
+            raise ConfigError(f"{where}: categories must be unique")
+        if any(not _finite(p) or p < 0 for p in self.probs) or abs(sum(self.probs) - 1) > 1e-6:
+            raise ConfigError(f"{where}: probs must be >= 0 and sum to 1, not {self.probs!r}")
+        if not 0.0 <= self.missing < 1.0:
+            raise ConfigError(f"{where}: missing must be in [0, 1), not {self.missing!r}")
+
+    @property
+    def rare_index(self) -> int:
+        """The index of the least likely category (the first one on ties)."""
+        return int(np.argmin(self.probs))
+
+    @property
+    def rare(self) -> str:
+        """The category drift moves mass onto."""
+        return self.categories[self.rare_index]
+
+    def drifted_probs(self, magnitude: float) -> FloatArray:
+        """The mix after drift: ``min(0.9, |magnitude| / 2)`` of the mass moves to
+        :attr:`rare`."""
+        share = min(0.9, abs(magnitude) * 0.5)
+        probs = np.asarray(self.probs, dtype=np.float64) * (1.0 - share)
+        probs[self.rare_index] += share
+        return probs
+
+
+FeatureSpec = NumericFeature | CategoricalFeature
+
+
+@dataclass(frozen=True)
+class Term:
+    """One additive term of a model's linear predictor, with one weight per output.
+
+    For a numeric feature the term is ``weights * (x - mean) / std`` (0 when missing);
+    with ``category`` set it is ``weights * (x == category)``. A binary or regression
+    model has one output, a multiclass model one per class.
+    """
+
+    feature: str
+    weights: tuple[float, ...]
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A simulated model: its features and how it turns them into a prediction.
+
+    The linear predictor is ``intercepts + sum(terms)``. ``binary``: ``score =
+    sigmoid(z)`` and ``label = score >= threshold``; ``multiclass``: ``scores =
+    softmax(z)`` over ``classes``; ``regression``: the prediction is ``z`` (at least
+    ``floor`` when set), and the true value is ``z + N(0, noise)``. ``weight`` is the
+    model's relative share of the traffic.
+    """
+
+    name: str
+    version: str
+    task: Task
+    features: tuple[FeatureSpec, ...]
+    terms: tuple[Term, ...] = ()
+    intercepts: tuple[float, ...] = (0.0,)
+    classes: tuple[str, ...] = ()
+    weight: float = 1.0
+    threshold: float = 0.5
+    noise: float = 1.0
+    floor: float | None = None
+
+    def __post_init__(self) -> None:
+        where = f"model {self.name!r}"
+        if not self.name or not self.version:
+            raise ConfigError(f"{where}: name and version must be non-empty strings")
+        if self.task not in _TASKS:
+            raise ConfigError(f"{where}: task must be one of {', '.join(_TASKS)}")
+        names = [f.name for f in self.features]
+        if not names or len(set(names)) != len(names) or PREDICTION in names:
+            raise ConfigError(
+                f"{where}: needs features with unique names (and none called {PREDICTION!r})"
+            )
+        outputs = self.outputs
+        if self.task == "multiclass" and (
+            len(self.classes) < 2 or len(set(self.classes)) != outputs
+        ):
+            raise ConfigError(f"{where}: multiclass needs >= 2 unique classes")
+        if len(self.intercepts) != outputs:
+            raise ConfigError(f"{where}: needs {outputs} intercept(s), one per output")
+        by_name = {f.name: f for f in self.features}
+        for term in self.terms:
+            feature = by_name.get(term.feature)
+            if feature is None or len(term.weights) != outputs:
+                raise ConfigError(
+                    f"{where}: term {term!r} must name a feature and carry {outputs} weight(s)"
+                )
+            if (term.category is None) != isinstance(feature, NumericFeature) or (
+                isinstance(feature, CategoricalFeature) and term.category not in feature.categories
+            ):
+                raise ConfigError(
+                    f"{where}: term {term!r}: numeric features take no category, categorical"
+                    " ones need one of their categories"
+                )
+        if not (_finite(self.weight) and self.weight > 0):
+            raise ConfigError(f"{where}: weight must be > 0")
+        if not (_finite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"{where}: noise must be >= 0")
+
+    @property
+    def outputs(self) -> int:
+        """The number of linear outputs: one per class for multiclass, else one."""
+        return len(self.classes) if self.task == "multiclass" else 1
+
+    def feature(self, name: str) -> FeatureSpec:
+        """The feature called ``name`` (``KeyError`` if there is none)."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def _t(feature: str, *weights: float, category: str | None = None) -> Term:
+    return Term(feature, tuple(weights), category)
+
+
+def default_models() -> tuple[ModelSpec, ...]:
+    """The three default models: ``fraud`` (binary), ``churn`` (multiclass), ``eta``
+    (regression), with 10, 9 and 9 features.
+
+    >>> [(m.name, m.task, len(m.features)) for m in default_models()]
+    [('fraud', 'binary', 10), ('churn', 'multiclass', 9), ('eta', 'regression', 9)]
+    """
+    fraud = ModelSpec(
+        name="fraud",
+        version="v1",
+        task="binary",
+        weight=0.5,
+        features=(
+            NumericFeature("amount", "lognormal", 3.6, 1.1),
+            NumericFeature("account_age_days", "integer", 0, 3650, decimals=0),
+            NumericFeature("txn_count_24h", "poisson", 3.0, decimals=0),
+            NumericFeature("distance_from_home_km", "lognormal", 2.0, 1.2, missing=0.03),
+            NumericFeature("merchant_risk", "uniform", 0.0, 1.0, decimals=3),
+            NumericFeature("avg_amount_30d", "lognormal", 3.8, 0.8, missing=0.05),
+            CategoricalFeature(
+                "country",
+                ("US", "GB", "DE", "FR", "IN", "BR", "NG"),
+                (0.55, 0.12, 0.10, 0.08, 0.07, 0.05, 0.03),
+            ),
+            CategoricalFeature("device", ("mobile", "desktop", "tablet"), (0.6, 0.32, 0.08)),
+            CategoricalFeature(
+                "payment_method", ("card", "wallet", "bank_transfer"), (0.7, 0.2, 0.1)
+            ),
+            CategoricalFeature(
+                "merchant_category",
+                ("grocery", "electronics", "travel", "gaming", "fashion", "other"),
+                (0.3, 0.15, 0.1, 0.05, 0.2, 0.2),
+                missing=0.02,
+            ),
+        ),
+        intercepts=(-3.4,),
+        terms=(
+            _t("amount", 0.5),
+            _t("txn_count_24h", 0.6),
+            _t("distance_from_home_km", 0.3),
+            _t("account_age_days", -0.7),
+            _t("merchant_risk", 0.9),
+            _t("country", 1.2, category="NG"),
+            _t("country", 0.5, category="BR"),
+            _t("device", 0.2, category="mobile"),
+            _t("merchant_category", 0.6, category="gaming"),
+            _t("merchant_category", 0.4, category="electronics"),
+        ),
+    )
+    churn = ModelSpec(
+        name="churn",
+        version="v1",
+        task="multiclass",
+        weight=0.2,
+        classes=("stay", "downgrade", "churn"),
+        features=(
+            NumericFeature("tenure_months", "integer", 1, 73, decimals=0),
+            NumericFeature("monthly_spend", "normal", 55.0, 18.0, low=0.0),
+            NumericFeature("support_tickets_90d", "poisson", 1.2, decimals=0),
+            NumericFeature("sessions_30d", "poisson", 18.0, decimals=0),
+            NumericFeature("days_since_login", "lognormal", 1.5, 1.0, missing=0.02, decimals=1),
+            NumericFeature("nps", "integer", 0, 11, missing=0.15, decimals=0),
+            CategoricalFeature(
+                "plan_tier", ("free", "basic", "pro", "enterprise"), (0.45, 0.3, 0.2, 0.05)
+            ),
+            CategoricalFeature("region", ("na", "emea", "apac", "latam"), (0.4, 0.3, 0.2, 0.1)),
+            CategoricalFeature("billing_cycle", ("monthly", "annual"), (0.7, 0.3)),
+        ),
+        intercepts=(1.0, 0.6, -0.6),
+        terms=(
+            _t("tenure_months", 0.5, 0.0, -0.6),
+            _t("support_tickets_90d", -0.3, 0.2, 0.6),
+            _t("sessions_30d", 0.6, -0.1, -0.7),
+            _t("days_since_login", -0.4, 0.1, 0.7),
+            _t("monthly_spend", 0.0, 0.4, 0.2),
+            _t("nps", 0.4, 0.0, -0.4),
+            _t("plan_tier", -0.3, -0.5, 0.4, category="free"),
+            _t("billing_cycle", 0.6, 0.0, -0.6, category="annual"),
+        ),
+    )
+    eta = ModelSpec(
+        name="eta",
+        version="v1",
+        task="regression",
+        weight=0.3,
+        noise=5.0,
+        floor=1.0,
+        features=(
+            NumericFeature("distance_km", "lognormal", 1.6, 0.6),
+            NumericFeature("traffic_index", "normal", 1.0, 0.25, low=0.3, decimals=3),
+            NumericFeature("items_count", "poisson", 4.0, decimals=0),
+            NumericFeature("prep_time_min", "normal", 12.0, 4.0, low=1.0, missing=0.04, decimals=1),
+            NumericFeature("courier_rating", "normal", 4.7, 0.2, high=5.0),
+            NumericFeature("hour_of_day", "integer", 0, 24, decimals=0),
+            CategoricalFeature("weather", ("clear", "rain", "snow", "fog"), (0.7, 0.2, 0.05, 0.05)),
+            CategoricalFeature("vehicle", ("bike", "scooter", "car"), (0.35, 0.4, 0.25)),
+            CategoricalFeature(
+                "city",
+                ("nyc", "london", "sf", "berlin", "sao_paulo"),
+                (0.3, 0.25, 0.15, 0.15, 0.15),
+            ),
+        ),
+        intercepts=(28.0,),
+        terms=(
+            _t("distance_km", 6.0),
+            _t("traffic_index", 3.0),
+            _t("items_count", 1.5),
+            _t("prep_time_min", 3.0),
+            _t("courier_rating", -0.8),
+            _t("weather", 2.0, category="rain"),
+            _t("weather", 6.0, category="snow"),
+            _t("vehicle", -2.0, category="scooter"),
+            _t("vehicle", 1.5, category="car"),
+            _t("city", 2.5, category="nyc"),
+        ),
+    )
+    return (fraud, churn, eta)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """Drift injected into ``model`` from ``at_seconds`` of simulated time on.
+
+    ``features`` may include ``"prediction"`` (the model's output shifts by ``magnitude``
+    of its standard deviation, in logit space for classifiers). ``unit_factor``, when
+    set, multiplies a numeric feature's (or a regression's) values after the shift, as
+    a unit bug would; use ``magnitude=0`` for a pure unit change.
+
+    >>> DriftSpec("fraud", "amount", at_seconds=60).features
+    ('amount',)
+    """
+
+    model: str
+    features: tuple[str, ...]
+    at_seconds: float
+    magnitude: float = 1.0
+    unit_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.features, str):
+            object.__setattr__(self, "features", (self.features,))
+        else:
+            object.__setattr__(self, "features", tuple(self.features))
+        if not self.features or not all(isinstance(f, str) and f for f in self.features):
+            raise ConfigError(f"drift on {self.model!r}: features must be non-empty names")
+        if not (_finite(self.at_seconds) and self.at_seconds >= 0):
+            raise ConfigError(f"drift on {self.model!r}: at_seconds must be a number >= 0")
+        if not _finite(self.magnitude):
+            raise ConfigError(f"drift on {self.model!r}: magnitude must be a finite number")
+        if self.unit_factor is not None and not (
+            _finite(self.unit_factor) and self.unit_factor != 0
+        ):
+            raise ConfigError(f"drift on {self.model!r}: unit_factor must be finite and non-zero")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything a :class:`Simulator` needs; validated on construction.
+
+    ``rate`` is total events per second of simulated time; ``start_ts`` the event-time
+    origin (``None``: the clock's now when the simulator starts). Labels are produced
+    when ``labels`` is set: ``label_coverage`` of the events get one, after an
+    exponential delay of mean ``label_delay_mean_seconds``. ``envelope`` is the number of
+    events per Kafka message (1: one JSON object; N > 1: JSON arrays of up to N).
+
+    >>> SimConfig(rate=0)
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: simulator rate must be a number > 0 (events per second), got 0
+    """
+
+    models: tuple[ModelSpec, ...] = default_models()
+    rate: float = 300.0
+    seed: int = 7
+    start_ts: float | None = None
+    drifts: tuple[DriftSpec, ...] = ()
+    labels: bool = False
+    label_delay_mean_seconds: float = 30.0
+    label_coverage: float = 0.9
+    accuracy_drop_at_seconds: float | None = None
+    accuracy_drop: float = 0.3
+    envelope: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "drifts", tuple(self.drifts))
+        names = [m.name for m in self.models]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError("simulator models must be a non-empty tuple with unique names")
+        if not (_finite(self.rate) and self.rate > 0):
+            raise ConfigError(
+                f"simulator rate must be a number > 0 (events per second), got {self.rate!r}"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"simulator seed must be an integer >= 0, got {self.seed!r}")
+        if self.start_ts is not None and not (_finite(self.start_ts) and self.start_ts >= 0):
+            raise ConfigError(
+                f"simulator start_ts must be epoch seconds >= 0, got {self.start_ts!r}"
+            )
+        if not (_finite(self.label_delay_mean_seconds) and self.label_delay_mean_seconds > 0):
+            raise ConfigError("simulator label_delay_mean_seconds must be > 0")
+        for name in ("label_coverage", "accuracy_drop"):
+            value = getattr(self, name)
+            if not (_finite(value) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"simulator {name} must be in [0, 1], got {value!r}")
+        drop_at = self.accuracy_drop_at_seconds
+        if drop_at is not None and not (_finite(drop_at) and drop_at >= 0):
+            raise ConfigError("simulator accuracy_drop_at_seconds must be >= 0 or None")
+        if not isinstance(self.envelope, int) or self.envelope < 1:
+            raise ConfigError(f"simulator envelope must be an integer >= 1, got {self.envelope!r}")
+        by_name = {m.name: m for m in self.models}
+        for drift in self.drifts:
+            _check_drift(drift, by_name)
+
+
+def _check_drift(drift: DriftSpec, models: dict[str, ModelSpec]) -> None:
+    spec = models.get(drift.model)
+    if spec is None:
+        raise ConfigError(
+            f"drift names unknown model {drift.model!r}; known models: {', '.join(models)}"
+        )
+    known = [f.name for f in spec.features]
+    for name in drift.features:
+        if name == PREDICTION:
+            if drift.unit_factor is not None and spec.task != "regression":
+                raise ConfigError(
+                    f"drift on {spec.name!r}: unit_factor applies to a regression prediction"
+                    f" only ({spec.name!r} is {spec.task})"
+                )
+            continue
+        if name not in known:
+            raise ConfigError(
+                f"drift on {spec.name!r}: unknown feature {name!r}; known features:"
+                f" {', '.join(known)} (or {PREDICTION!r})"
+            )
+        if drift.unit_factor is not None and isinstance(spec.feature(name), CategoricalFeature):
+            raise ConfigError(
+                f"drift on {spec.name!r}: unit_factor needs a numeric feature; {name!r} is"
+                " categorical"
+            )
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def _sigmoid(z: FloatArray) -> FloatArray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))), dtype=np.float64)
+
+
+def _softmax(z: FloatArray) -> FloatArray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+@dataclass
+class _Model:
+    """A model's spec with everything precomputed for generation."""
+
+    spec: ModelSpec
+    cumprobs: list[FloatArray | None]
+    feature_drifts: list[list[tuple[float, DriftSpec, FloatArray | None]]]
+    prediction_drifts: list[DriftSpec]
+    term_plan: list[tuple[int, int | None, FloatArray]]
+    intercepts: FloatArray
+    categories: list[npt.NDArray[np.object_] | None]
+    shift_std: float = 0.0
+    target: int = 0
+
+
+@dataclass
+class _Sample:
+    """One model's chunk: feature columns as Python lists, predictions, and what the
+    labels are drawn from."""
+
+    columns: list[list[Any]]
+    predictions: list[Any]
+    truth: FloatArray  # binary: p; regression: value; multiclass: unused
+    probs: FloatArray | None = None
+
+
+class Simulator:
+    """A seeded stream of prediction events (and, optionally, their delayed labels).
+
+    >>> sim = Simulator(SimConfig(seed=1, rate=100.0, start_ts=1_700_000_000.0))
+    >>> events = sim.batch(4)
+    >>> [e["ts"] for e in events]
+    [1700000000.0, 1700000000.01, 1700000000.02, 1700000000.03]
+    >>> sorted(events[0])
+    ['event_id', 'features', 'model', 'model_version', 'prediction', 'ts']
+    >>> Simulator(SimConfig(seed=1, rate=100.0, start_ts=1_700_000_000.0)).batch(4) == events
+    True
+
+    With labels on, each batch schedules its labels; :meth:`due_labels` hands them out
+    in label-time order:
+
+    >>> sim = Simulator(SimConfig(rate=100.0, start_ts=0.0, labels=True, label_coverage=1.0))
+    >>> _ = sim.batch(1000)
+    >>> labels = sim.due_labels(60.0)
+    >>> sorted(labels[0]), all(a["ts"] <= b["ts"] for a, b in zip(labels, labels[1:]))
+    (['event_id', 'label', 'model', 'ts'], True)
+
+    The output depends on the seed and on the sequence of batch sizes (a batch draws
+    its random numbers as a block).
+    """
+
+    def __init__(
+        self,
+        config: SimConfig,
+        *,
+        clock: Clock | None = None,
+        max_pending_labels: int = _DEFAULT_MAX_PENDING_LABELS,
+    ) -> None:
+        self.config = config
+        self.start_ts: float = (
+            float(config.start_ts)
+            if config.start_ts is not None
+            else (clock or SystemClock()).now()
+        )
+        seq = np.random.SeedSequence(config.seed)
+        stream_seq, label_seq = seq.spawn(2)
+        self._rng = np.random.default_rng(stream_seq)
+        self._label_rng = np.random.default_rng(label_seq)
+        self._models = [self._prepare(spec) for spec in config.models]
+        weights = np.array([m.weight for m in config.models], dtype=np.float64)
+        self._weights = weights / weights.sum()
+        self._counter = 0
+        self._last_ts = self.start_ts
+        self._heap: list[tuple[float, int, dict[str, Any]]] = []
+        self._label_seq = 0
+        self.max_pending_labels = max_pending_labels
+        #: Labels not scheduled because ``max_pending_labels`` were already waiting.
+        self.labels_dropped = 0
+
+    # ------------------------------------------------------------------ preparation
+
+    def _prepare(self, spec: ModelSpec) -> _Model:
+        drifts = [d for d in self.config.drifts if d.model == spec.name]
+        cumprobs: list[FloatArray | None] = []
+        categories: list[npt.NDArray[np.object_] | None] = []
+        feature_drifts: list[list[tuple[float, DriftSpec, FloatArray | None]]] = []
+        for f in spec.features:
+            mine = [d for d in drifts if f.name in d.features]
+            if isinstance(f, CategoricalFeature):
+                cumprobs.append(np.cumsum(np.asarray(f.probs, dtype=np.float64)))
+                categories.append(np.array(f.categories, dtype=object))
+                feature_drifts.append(
+                    [(d.magnitude, d, np.cumsum(f.drifted_probs(d.magnitude))) for d in mine]
+                )
+            else:
+                cumprobs.append(None)
+                categories.append(None)
+                feature_drifts.append([(d.magnitude * f.std, d, None) for d in mine])
+        index = {f.name: i for i, f in enumerate(spec.features)}
+        term_plan: list[tuple[int, int | None, FloatArray]] = []
+        for term in spec.terms:
+            i = index[term.feature]
+            f = spec.features[i]
+            cat = f.categories.index(term.category) if isinstance(f, CategoricalFeature) else None
+            term_plan.append((i, cat, np.asarray(term.weights, dtype=np.float64)))
+        model = _Model(
+            spec=spec,
+            cumprobs=cumprobs,
+            feature_drifts=feature_drifts,
+            prediction_drifts=[d for d in drifts if PREDICTION in d.features],
+            term_plan=term_plan,
+            intercepts=np.asarray(spec.intercepts, dtype=np.float64),
+            categories=categories,
+        )
+        if model.prediction_drifts:
+            self._calibrate(model)
+        return model
+
+    def _calibrate(self, model: _Model) -> None:
+        """The output's natural spread (the unit of prediction drift), from a private
+        sample of undrifted events."""
+        rng = np.random.default_rng([self.config.seed, _stable_hash(model.spec.name), 2])
+        never = np.full(_CALIBRATION_SIZE, -np.inf)
+        _, z = self._features(model, rng, never)
+        if model.spec.task == "multiclass":
+            model.target = int(np.argmin(_softmax(z).mean(axis=0)))
+        model.shift_std = float(z[:, model.target].std())
+
+    # ------------------------------------------------------------------ generation
+
+    def _features(
+        self, model: _Model, rng: np.random.Generator, elapsed: FloatArray
+    ) -> tuple[list[list[Any]], FloatArray]:
+        """Feature columns (JSON-ready lists) and the linear predictor ``z``."""
+        n = len(elapsed)
+        columns: list[list[Any]] = []
+        model_inputs: list[FloatArray | IntArray] = []
+        for i, f in enumerate(model.spec.features):
+            drifts = model.feature_drifts[i]
+            if isinstance(f, CategoricalFeature):
+                cum = model.cumprobs[i]
+                assert cum is not None
+                u = rng.random(n)
+                idx = np.searchsorted(cum, u, side="right")
+                for _, d, dcum in drifts:
+                    mask = elapsed >= d.at_seconds
+                    if dcum is not None and mask.any():
+                        idx[mask] = np.searchsorted(dcum, u[mask], side="right")
+                idx = np.minimum(idx, len(f.categories) - 1).astype(np.int64)
+                cats = model.categories[i]
+                assert cats is not None
+                values: list[Any] = cats[idx].tolist()
+                if f.missing > 0:
+                    miss = rng.random(n) < f.missing
+                    idx[miss] = -1
+                    for j in np.flatnonzero(miss).tolist():
+                        values[j] = None
+                columns.append(values)
+                model_inputs.append(idx)
+            else:
+                x = f.sample(rng, n)
+                for shift, d, _ in drifts:
+                    mask = elapsed >= d.at_seconds
+                    if mask.any():
+                        x[mask] += shift
+                        if d.unit_factor is not None:
+                            x[mask] *= d.unit_factor
+                x = np.round(x, f.decimals) if f.decimals > 0 else np.rint(x)
+                values = x.astype(np.int64).tolist() if f.decimals <= 0 else x.tolist()
+                if f.missing > 0:
+                    miss = rng.random(n) < f.missing
+                    x[miss] = np.nan
+                    for j in np.flatnonzero(miss).tolist():
+                        values[j] = None
+                columns.append(values)
+                model_inputs.append((x - f.mean) / f.std)
+        z = np.tile(model.intercepts, (n, 1))
+        for i, cat, weights in model.term_plan:
+            col = model_inputs[i]
+            if cat is None:
+                contrib = np.nan_to_num(np.asarray(col, dtype=np.float64), nan=0.0)
+            else:
+                contrib = (col == cat).astype(np.float64)
+            z += contrib[:, None] * weights[None, :]
+        return columns, z
+
+    def _sample(self, model: _Model, rng: np.random.Generator, elapsed: FloatArray) -> _Sample:
+        columns, z = self._features(model, rng, elapsed)
+        spec = model.spec
+        for d in model.prediction_drifts:
+            mask = elapsed >= d.at_seconds
+            if mask.any():
+                z[mask, model.target] += d.magnitude * model.shift_std
+        if spec.task == "binary":
+            p = _sigmoid(z[:, 0])
+            scores = np.round(p, 6)
+            labels = (scores >= spec.threshold).tolist()
+            predictions: list[Any] = [
+                {"label": lab, "score": s} for lab, s in zip(labels, scores.tolist(), strict=True)
+            ]
+            return _Sample(columns, predictions, p)
+        if spec.task == "multiclass":
+            probs = _softmax(z)
+            rounded = np.round(probs, 6).tolist()
+            classes = spec.classes
+            best = probs.argmax(axis=1).tolist()
+            predictions = [
+                {"label": classes[b], "scores": dict(zip(classes, row, strict=True))}
+                for b, row in zip(best, rounded, strict=True)
+            ]
+            return _Sample(columns, predictions, np.zeros(len(elapsed)), probs)
+        value = z[:, 0].copy()
+        for d in model.prediction_drifts:
+            if d.unit_factor is not None:
+                mask = elapsed >= d.at_seconds
+                value[mask] *= d.unit_factor
+        if spec.floor is not None:
+            value = np.maximum(value, spec.floor)
+        value = np.round(value, 2)
+        return _Sample(columns, value.tolist(), value)
+
+    def _events(
+        self,
+        model: _Model,
+        sample: _Sample,
+        ids: list[str],
+        ts: list[float],
+    ) -> list[dict[str, Any]]:
+        spec = model.spec
+        names = [f.name for f in spec.features]
+        return [
+            {
+                "event_id": eid,
+                "model": spec.name,
+                "model_version": spec.version,
+                "ts": t,
+                "features": dict(zip(names, row, strict=True)),
+                "prediction": pred,
+            }
+            for eid, t, row, pred in zip(
+                ids, ts, zip(*sample.columns, strict=True), sample.predictions, strict=True
+            )
+        ]
+
+    def batch(self, n: int, *, now: float | None = None) -> list[dict[str, Any]]:
+        """The next ``n`` events, in wire form, interleaving the models by weight.
+
+        In simulated time event ``i`` has ``ts = start_ts + i / rate``. With ``now``
+        (wall-clock time, for real-time publishing) the ``n`` events are instead spread
+        evenly after the previous batch's last ``ts``, ending at ``now``. Drift and the
+        accuracy drop start at ``ts - start_ts >= at_seconds`` either way.
+        """
+        if n < 0:
+            raise ValueError(f"batch size must be >= 0, got {n}")
+        if n == 0:
+            return []
+        steps = np.arange(n, dtype=np.float64)
+        if now is None:
+            ts = self.start_ts + (self._counter + steps) / self.config.rate
+        else:
+            end = max(float(now), self._last_ts)
+            ts = self._last_ts + (end - self._last_ts) * (steps + 1) / n
+        ts = np.round(ts, 6)
+        self._last_ts = float(ts[-1])
+        elapsed = ts - self.start_ts
+        choice = self._rng.choice(len(self._models), size=n, p=self._weights)
+        out: list[dict[str, Any]] = [{}] * n
+        seed = self.config.seed
+        for k, model in enumerate(self._models):
+            pos = np.flatnonzero(choice == k)
+            if len(pos) == 0:
+                continue
+            sample = self._sample(model, self._rng, elapsed[pos])
+            ids = [f"sim-{seed}-{self._counter + p:010d}" for p in pos.tolist()]
+            events = self._events(model, sample, ids, ts[pos].tolist())
+            for p, event in zip(pos.tolist(), events, strict=True):
+                out[p] = event
+            if self.config.labels:
+                self._schedule_labels(model, sample, events, elapsed[pos])
+        self._counter += n
+        return out
+
+    def reference_events(self, model: str, n: int) -> list[dict[str, Any]]:
+        """``n`` undrifted events of ``model`` for a reference file.
+
+        They come from their own random stream (the same for every call) and do not
+        advance :meth:`batch`; their timestamps lie just before ``start_ts``, at the
+        model's share of the rate.
+        """
+        found = [m for m in self._models if m.spec.name == model]
+        if not found:
+            known = ", ".join(m.spec.name for m in self._models)
+            raise ConfigError(f"unknown model {model!r}; known models: {known}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        m = found[0]
+        rng = np.random.default_rng([self.config.seed, _stable_hash(model), 1])
+        share = self.config.rate * m.spec.weight / sum(x.weight for x in self.config.models)
+        ts = np.maximum(self.start_ts - (n - np.arange(n, dtype=np.float64)) / share, 0.0)
+        sample = self._sample(m, rng, np.full(n, -np.inf))
+        ids = [f"ref-{model}-{self.config.seed}-{i:09d}" for i in range(n)]
+        return self._events(m, sample, ids, np.round(ts, 6).tolist())
+
+    # ------------------------------------------------------------------ labels
+
+    def _schedule_labels(
+        self,
+        model: _Model,
+        sample: _Sample,
+        events: list[dict[str, Any]],
+        elapsed: FloatArray,
+    ) -> None:
+        cfg = self.config
+        rng = self._label_rng
+        n = len(events)
+        covered = rng.random(n) < cfg.label_coverage
+        delays = rng.exponential(cfg.label_delay_mean_seconds, n)
+        drop_at = cfg.accuracy_drop_at_seconds
+        perturb = rng.random(n) < cfg.accuracy_drop
+        perturb &= elapsed >= (math.inf if drop_at is None else drop_at)
+        u = rng.random(n)
+        spec = model.spec
+        truth: list[Any]
+        if spec.task == "binary":
+            positive = (u < sample.truth) ^ perturb
+            truth = positive.tolist()
+        elif spec.task == "multiclass":
+            assert sample.probs is not None
+            cum = np.cumsum(sample.probs, axis=1)
+            k = len(spec.classes)
+            cls = np.minimum((u[:, None] >= cum).sum(axis=1), k - 1)
+            other = rng.integers(1, k, n)
+            cls = np.where(perturb, (cls + other) % k, cls)
+            truth = [spec.classes[c] for c in cls.tolist()]
+        else:
+            noise = rng.normal(0.0, spec.noise, n)
+            sign = np.where(u < 0.5, -1.0, 1.0)
+            actual = sample.truth + noise + perturb * sign * 4.0 * max(spec.noise, 1.0)
+            truth = np.round(actual, 2).tolist()
+        label_ts = [e["ts"] for e in events] + delays
+        for j in np.flatnonzero(covered).tolist():
+            if len(self._heap) >= self.max_pending_labels:
+                self.labels_dropped += 1
+                continue
+            t = round(float(label_ts[j]), 6)
+            label = {
+                "event_id": events[j]["event_id"],
+                "model": spec.name,
+                "label": truth[j],
+                "ts": t,
+            }
+            heapq.heappush(self._heap, (t, self._label_seq, label))
+            self._label_seq += 1
+
+    @property
+    def pending_labels(self) -> int:
+        """Labels scheduled but not yet handed out by :meth:`due_labels`."""
+        return len(self._heap)
+
+    def due_labels(self, up_to_ts: float) -> list[dict[str, Any]]:
+        """The scheduled labels whose label time is ``<= up_to_ts``, in label-time
+        order (empty unless ``config.labels``)."""
+        heap = self._heap
+        out: list[dict[str, Any]] = []
+        while heap and heap[0][0] <= up_to_ts:
+            out.append(heapq.heappop(heap)[2])
+        return out
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+def write_jsonl(path: str | Path, events: Iterable[dict[str, Any]]) -> int:
+    """Write events as JSON Lines (one object per line); return how many.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "e.jsonl")
+    >>> write_jsonl(path, Simulator(SimConfig(start_ts=0.0)).batch(3))
+    3
+    """
+    count = 0
+    with open(path, "wb") as fh:
+        for event in events:
+            fh.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+    return count
+
+
+def _event_limit(
+    config: SimConfig, duration_seconds: float | None, max_events: int | None
+) -> float:
+    limit = math.inf if max_events is None else float(max_events)
+    if duration_seconds is not None:
+        limit = min(limit, float(math.ceil(duration_seconds * config.rate)))
+    return limit
+
+
+def _iter_batches(
+    sim: Simulator, limit: float, batch_size: int = 2000
+) -> Iterator[list[dict[str, Any]]]:
+    done = 0
+    while done < limit:
+        n = int(min(batch_size, limit - done))
+        yield sim.batch(n)
+        done += n
+
+
+def simulate_to_file(
+    config: SimConfig,
+    path: str | Path,
+    *,
+    duration_seconds: float | None = None,
+    max_events: int | None = None,
+    labels_path: str | Path | None = None,
+) -> dict[str, int]:
+    """Write a simulated run (simulated time) to ``path`` as JSON Lines.
+
+    With ``config.labels``, every label (due or not by the end) goes to
+    ``labels_path``, by default ``<path stem>.labels.jsonl`` beside ``path``. Returns
+    ``{"events", "labels"}`` counts.
+    """
+    if duration_seconds is None and max_events is None:
+        raise ConfigError(
+            "writing to a file needs an end: pass --max-events N or --duration SECONDS"
+        )
+    sim = Simulator(config)
+    limit = _event_limit(config, duration_seconds, max_events)
+    events = write_jsonl(path, (e for batch in _iter_batches(sim, limit) for e in batch))
+    labels = 0
+    if config.labels:
+        if labels_path is None:
+            p = Path(path)
+            labels_path = p.with_name(f"{p.stem}.labels.jsonl")
+        labels = write_jsonl(labels_path, sim.due_labels(math.inf))
+    return {"events": events, "labels": labels, "labels_dropped": sim.labels_dropped}
+
+
+def encode_messages(
+    events: Iterable[dict[str, Any]], envelope: int = 1
+) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` messages for ``events``: the key is the model name, the value one
+    JSON object (``envelope=1``) or a JSON array of up to ``envelope`` events of one
+    model. Each model's events keep their order.
+
+    >>> msgs = encode_messages(Simulator(SimConfig(start_ts=0.0)).batch(10), envelope=4)
+    >>> sorted({k for k, _ in msgs}), all(v.startswith(b"[") for _, v in msgs)
+    ([b'churn', b'eta', b'fraud'], True)
+    """
+    buffer = _Envelopes(envelope)
+    out = buffer.add(events, 0.0)
+    out.extend(buffer.flush())
+    return out
+
+
+class _Envelopes:
+    """Per-model buffers that become messages when they hold ``size`` events."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._since: dict[str, float] = {}
+
+    def _encode(self, model: str, events: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+        value = orjson.dumps(events[0] if self.size == 1 else events)
+        return model.encode(), value
+
+    def add(self, events: Iterable[dict[str, Any]], now: float) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        if self.size == 1:
+            return [(e["model"].encode(), orjson.dumps(e)) for e in events]
+        for event in events:
+            model = event["model"]
+            buf = self._buffers.setdefault(model, [])
+            if not buf:
+                self._since[model] = now
+            buf.append(event)
+            if len(buf) >= self.size:
+                out.append(self._encode(model, buf))
+                self._buffers[model] = []
+        return out
+
+    def flush(self, older_than: float = math.inf) -> list[tuple[bytes, bytes]]:
+        """Messages for the partial buffers started before ``older_than``."""
+        out: list[tuple[bytes, bytes]] = []
+        for model, buf in self._buffers.items():
+            if buf and self._since[model] < older_than:
+                out.append(self._encode(model, buf))
+                self._buffers[model] = []
+        return out
+
+
+def _default_producer(bootstrap: str) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id="driftstream-simulate",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+
+
+class _Publisher:
+    """Sends messages, keeps the delivery futures bounded and surfaces their errors."""
+
+    def __init__(self, producer: Any, counts: dict[str, int]) -> None:
+        self.producer = producer
+        self.counts = counts
+        self._pending: list[Awaitable[Any]] = []
+
+    async def send(self, topic: str, messages: Iterable[tuple[bytes, bytes]], what: str) -> None:
+        for key, value in messages:
+            fut = await self.producer.send(topic, value=value, key=key)
+            self._pending.append(fut)
+            self.counts[what] += 1
+            if len(self._pending) >= 2000:
+                await self.drain()
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+async def produce(
+    bootstrap: str,
+    config: SimConfig,
+    *,
+    predictions_topic: str = "predictions",
+    labels_topic: str = "labels",
+    duration_seconds: float | None = None,
+    max_events: int | None = None,
+    realtime: bool = True,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    producer_factory: Callable[[str], Any] | None = None,
+) -> dict[str, int]:
+    """Publish simulated traffic to Kafka; return ``{"events", "messages", "labels",
+    "labels_dropped"}``.
+
+    Messages are keyed by model name, so each model's events stay in order within a
+    partition, and carry ``config.envelope`` events each. ``realtime``: paced to
+    ``config.rate`` with ``ts`` = wall-clock time (``duration_seconds`` is wall time;
+    labels still pending at the end are not sent). Otherwise: as fast as the broker takes
+    them, in simulated time from ``config.start_ts`` (``duration_seconds`` is simulated
+    time; all labels are sent at the end). With neither ``duration_seconds`` nor
+    ``max_events`` it runs until cancelled. ``on_progress`` gets the counts about once a
+    second and at the end. ``producer_factory(bootstrap)`` replaces the aiokafka
+    producer (for tests).
+    """
+    if realtime:
+        config = replace(config, start_ts=time.time())
+    sim = Simulator(config)
+    producer = (producer_factory or _default_producer)(bootstrap)
+    try:
+        await producer.start()
+    except Exception as exc:
+        raise BrokerError(
+            f"cannot connect to the Kafka broker at {bootstrap!r} ({exc}); check that it is"
+            " running and that --bootstrap points at it"
+        ) from exc
+    counts = {"events": 0, "messages": 0, "labels": 0, "labels_dropped": 0}
+    publisher = _Publisher(producer, counts)
+    envelopes = _Envelopes(config.envelope)
+    limit = _event_limit(config, duration_seconds if not realtime else None, max_events)
+    last_progress = time.monotonic()
+
+    async def publish(events: list[dict[str, Any]], labels_up_to: float, now: float) -> None:
+        nonlocal last_progress
+        counts["events"] += len(events)
+        await publisher.send(predictions_topic, envelopes.add(events, now), "messages")
+        if realtime:
+            await publisher.send(predictions_topic, envelopes.flush(now - 0.5), "messages")
+        if config.labels:
+            labels = sim.due_labels(labels_up_to)
+            await publisher.send(labels_topic, _label_messages(labels), "labels")
+        counts["labels_dropped"] = sim.labels_dropped
+        if on_progress is not None and time.monotonic() - last_progress >= 1.0:
+            last_progress = time.monotonic()
+            on_progress(dict(counts))
+
+    try:
+        if realtime:
+            t0 = sim.start_ts
+            deadline = math.inf if duration_seconds is None else t0 + duration_seconds
+            while counts["events"] < limit:
+                now = time.time()
+                if now >= deadline:
+                    break
+                due = int(min(int((now - t0) * config.rate) + 1, limit)) - counts["events"]
+                if due > 0:
+                    await publish(sim.batch(min(due, 10_000), now=now), now, now)
+                elif config.labels:
+                    await publish([], now, now)
+                next_at = t0 + counts["events"] / config.rate
+                await asyncio.sleep(min(max(next_at - time.time(), 0.002), 0.25))
+        else:
+            for events in _iter_batches(sim, limit):
+                await publish(events, events[-1]["ts"], time.time())
+                await asyncio.sleep(0)
+        await publisher.send(predictions_topic, envelopes.flush(), "messages")
+        if config.labels and not realtime:
+            await publisher.send(labels_topic, _label_messages(sim.due_labels(math.inf)), "labels")
+        await publisher.drain()
+        await producer.flush()
+    finally:
+        await producer.stop()
+    counts["labels_dropped"] = sim.labels_dropped
+    if on_progress is not None:
+        on_progress(dict(counts))
+    return counts
+
+
+def _label_messages(labels: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    return [(label["model"].encode(), orjson.dumps(label)) for label in labels]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options to ``parser`` (the CLI's sub-command parser)."""
+    parser.add_argument(
+        "--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (host:port)"
+    )
+    parser.add_argument("--rate", type=float, default=300.0, help="events per second, all models")
+    parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same events)")
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long"
+    )
+    parser.add_argument(
+        "--max-events", type=int, default=None, metavar="N", help="stop after N events"
+    )
+    parser.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar=DRIFT_FORMAT,
+        help="inject drift (repeatable), e.g. fraud:amount,country:60:1.5; FEATURE may be"
+        " 'prediction'",
+    )
+    parser.add_argument("--labels", action="store_true", help="also publish delayed labels")
+    parser.add_argument(
+        "--label-delay",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="mean label delay (exponential)",
+    )
+    parser.add_argument(
+        "--label-coverage", type=float, default=0.9, help="share of events that get a label"
+    )
+    parser.add_argument(
+        "--accuracy-drop-at",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="from this simulated second on, corrupt --accuracy-drop of the labels",
+    )
+    parser.add_argument(
+        "--accuracy-drop", type=float, default=0.3, help="share of labels corrupted after the drop"
+    )
+    parser.add_argument(
+        "--envelope", type=int, default=1, metavar="N", help="events per Kafka message"
+    )
+    parser.add_argument(
+        "--out", default=None, metavar="FILE.jsonl", help="write events to a file, not Kafka"
+    )
+    parser.add_argument(
+        "--reference-out",
+        default=None,
+        metavar="FILE.jsonl",
+        help="write undrifted reference events of --model to a file",
+    )
+    parser.add_argument(
+        "--reference-events", type=int, default=5000, metavar="N", help="reference events to write"
+    )
+    parser.add_argument("--model", default=None, help="the model for --reference-out")
+
+
+def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSpec:
+    """Parse one ``--drift`` value, ``MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]``.
+
+    >>> d = parse_drift("fraud:amount,country:60:1.5")
+    >>> d.model, d.features, d.at_seconds, d.magnitude
+    ('fraud', ('amount', 'country'), 60.0, 1.5)
+    >>> parse_drift("fraud:amount")
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --drift 'fraud:amount': expected 3 or 4 ':'-separated parts, ...
+    """
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(
+            f"--drift {text!r}: {problem}; expected {DRIFT_FORMAT},"
+            " e.g. fraud:amount,country:60:1.5"
+        )
+
+    parts = str(text).split(":")
+    if len(parts) not in (3, 4):
+        raise fail(f"expected 3 or 4 ':'-separated parts, got {len(parts)}")
+    model = parts[0].strip()
+    if not model:
+        raise fail("MODEL is empty")
+    features = tuple(f.strip() for f in parts[1].split(","))
+    if not all(features):
+        raise fail("FEATURE is empty")
+    numbers: list[float] = []
+    for name, raw in zip(("AT_SECONDS", "MAGNITUDE"), parts[2:], strict=False):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise fail(f"{name} {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise fail(f"{name} must be finite")
+        numbers.append(value)
+    if numbers[0] < 0:
+        raise fail("AT_SECONDS must be >= 0")
+    drift = DriftSpec(model, features, numbers[0], numbers[1] if len(numbers) > 1 else 1.0)
+    specs = {m.name: m for m in (default_models() if models is None else models)}
+    try:
+        _check_drift(drift, specs)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return drift
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The :class:`SimConfig` the ``simulate`` options describe.
+
+    Raises :class:`~stream.errors.ConfigError` naming the bad option.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser)
+    >>> cfg = config_from_args(parser.parse_args(["--rate", "50", "--drift", "eta:prediction:30"]))
+    >>> cfg.rate, cfg.drifts[0].features
+    (50.0, ('prediction',))
+    >>> config_from_args(parser.parse_args(["--envelope", "0"]))
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --envelope must be an integer >= 1 (events per message), got 0
+    """
+    models = default_models()
+
+    def opt(name: str, default: Any) -> Any:
+        value = getattr(args, name, default)
+        return default if value is None and default is not None else value
+
+    rate = opt("rate", 300.0)
+    if not (_finite(rate) and rate > 0):
+        raise ConfigError(f"--rate must be a number > 0 (events per second), got {rate!r}")
+    seed = opt("seed", 7)
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
+    envelope = opt("envelope", 1)
+    if not isinstance(envelope, int) or envelope < 1:
+        raise ConfigError(
+            f"--envelope must be an integer >= 1 (events per message), got {envelope!r}"
+        )
+    delay = opt("label_delay", 30.0)
+    if not (_finite(delay) and delay > 0):
+        raise ConfigError(f"--label-delay must be a number of seconds > 0, got {delay!r}")
+    coverage = opt("label_coverage", 0.9)
+    if not (_finite(coverage) and 0 <= coverage <= 1):
+        raise ConfigError(f"--label-coverage must be a share in [0, 1], got {coverage!r}")
+    drop = opt("accuracy_drop", 0.3)
+    if not (_finite(drop) and 0 <= drop <= 1):
+        raise ConfigError(f"--accuracy-drop must be a share in [0, 1], got {drop!r}")
+    drop_at = opt("accuracy_drop_at", None)
+    if drop_at is not None and not (_finite(drop_at) and drop_at >= 0):
+        raise ConfigError(f"--accuracy-drop-at must be a number of seconds >= 0, got {drop_at!r}")
+    duration = opt("duration", None)
+    if duration is not None and not (_finite(duration) and duration > 0):
+        raise ConfigError(f"--duration must be a number of seconds > 0, got {duration!r}")
+    max_events = opt("max_events", None)
+    if max_events is not None and (not isinstance(max_events, int) or max_events < 1):
+        raise ConfigError(f"--max-events must be an integer >= 1, got {max_events!r}")
+    model = opt("model", None)
+    names = [m.name for m in models]
+    if model is not None and model not in names:
+        raise ConfigError(
+            f"--model {model!r} is not a simulated model; choose one of {', '.join(names)}"
+        )
+    if opt("reference_out", None) is not None:
+        if model is None:
+            raise ConfigError(f"--reference-out needs --model (one of {', '.join(names)})")
+        n_ref = opt("reference_events", 5000)
+        if not isinstance(n_ref, int) or n_ref < 1:
+            raise ConfigError(f"--reference-events must be an integer >= 1, got {n_ref!r}")
+    drifts = tuple(parse_drift(text, models) for text in opt("drift", []) or [])
+    return SimConfig(
+        models=models,
+        rate=float(rate),
+        seed=seed,
+        drifts=drifts,
+        labels=bool(opt("labels", False)),
+        label_delay_mean_seconds=float(delay),
+        label_coverage=float(coverage),
+        accuracy_drop_at_seconds=None if drop_at is None else float(drop_at),
+        accuracy_drop=float(drop),
+        envelope=envelope,
+    )
