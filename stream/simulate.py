@@ -1257,12 +1257,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference-out",
         default=None,
         metavar="FILE.jsonl",
-        help="write undrifted reference events of --model to a file",
+        help="write undrifted reference events (of --model, or of every model) to a file",
     )
     parser.add_argument(
         "--reference-events", type=int, default=5000, metavar="N", help="reference events to write"
     )
-    parser.add_argument("--model", default=None, help="the model for --reference-out")
+    parser.add_argument(
+        "--model", default=None, help="the model for --reference-out (default: all)"
+    )
 
 
 def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSpec:
@@ -1369,8 +1371,6 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             f"--model {model!r} is not a simulated model; choose one of {', '.join(names)}"
         )
     if opt("reference_out", None) is not None:
-        if model is None:
-            raise ConfigError(f"--reference-out needs --model (one of {', '.join(names)})")
         n_ref = opt("reference_events", 5000)
         if not isinstance(n_ref, int) or n_ref < 1:
             raise ConfigError(f"--reference-events must be an integer >= 1, got {n_ref!r}")

@@ -30,6 +30,7 @@ go through.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -71,8 +72,11 @@ _MAX_NAME_LEN: Final = 200
 #: Timestamps beyond this are almost certainly milliseconds (year 5138 in seconds).
 _MAX_EPOCH_SECONDS: Final = 1e11
 
-_STRING_SCALARS: Final = (str, bool)
-_NUMBER_TYPES: Final = (int, float)
+#: RFC 3339 date-time (``fromisoformat`` alone accepts much more: spaces, week dates...).
+#: The offset is optional here so that its absence gets its own error message.
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ def parse_ts(value: Any) -> float:
     """
     t = type(value)
     if t is float or t is int:
-        ts = float(value)
+        ts = float(value) if -_MAX_EPOCH_SECONDS < value < _MAX_EPOCH_SECONDS * 1e6 else -1.0
         if not (0.0 <= ts < _MAX_EPOCH_SECONDS):
             raise _fail(
                 "invalid_ts",
@@ -128,6 +132,8 @@ def parse_ts(value: Any) -> float:
             )
         return ts
     if t is str:
+        if not _RFC3339.fullmatch(value):
+            raise _fail("invalid_ts", f"ts {value!r} is not an RFC 3339 date-time")
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
@@ -137,7 +143,10 @@ def parse_ts(value: Any) -> float:
                 "invalid_ts",
                 f"ts {value!r} has no UTC offset; RFC 3339 requires one (append 'Z' for UTC)",
             )
-        return parsed.timestamp()
+        ts = parsed.timestamp()
+        if not (0.0 <= ts < _MAX_EPOCH_SECONDS):
+            raise _fail("invalid_ts", f"ts {value!r} is outside epoch seconds [0, 1e11)")
+        return ts
     raise _fail("wrong_type", f"ts must be epoch seconds or an RFC 3339 string, not {t.__name__}")
 
 
@@ -149,8 +158,9 @@ def _name(obj: dict[str, Any], key: str, *, required: bool = True) -> str | None
         return None
     if type(value) is not str:
         raise _fail("wrong_type", f"{key} must be a string, not {type(value).__name__}")
-    if not value or len(value) > (_MAX_ID_LEN if key == "event_id" else _MAX_NAME_LEN):
-        raise _fail("invalid_value", f"{key} must be 1 to {_MAX_NAME_LEN} characters long")
+    limit = _MAX_ID_LEN if key == "event_id" else _MAX_NAME_LEN
+    if not value or len(value) > limit:
+        raise _fail("invalid_value", f"{key} must be 1 to {limit} characters long")
     return value
 
 
@@ -321,7 +331,9 @@ def _loads(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         text = str(exc)
-        if "infinity" in text or "NaN" in text:
+        if "infinity" in text or str(exc.doc[exc.pos:exc.pos + 9]).lstrip("-b'").startswith(
+            ("NaN", "Infinity")
+        ):
             raise _fail("non_finite_number", f"not valid JSON: {text}") from None
         raise _fail("invalid_json", f"not valid JSON: {text}") from None
 
@@ -362,6 +374,9 @@ def decode_message(
         batch.rejects.append(Rejection(exc.reason, str(exc), value))
         return batch
     if type(obj) is list:
+        if not obj:
+            batch.rejects.append(Rejection("empty_message", "the envelope is an empty array", value))
+            return batch
         for i, item in enumerate(obj):
             try:
                 batch.events.append(
