@@ -126,10 +126,10 @@ def create_app(
                             key_serializer="raw", value_serializer="raw")
 
     def table(name: str) -> faust.Table:
-        schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json",
-                              value_serializer="raw")
+        # value_type=bytes makes Faust use the "raw" codec for values (our own JSON
+        # snapshots, written with orjson) both when writing and when recovering.
         tbl = ModelKeyedTable(app, name=name, default=None, beacon=app.tables.beacon,
-                              partitions=n, schema=schema)
+                              partitions=n, key_type=str, value_type=bytes)
         return app.tables.add(tbl)
 
     state_table = table("model-state")
