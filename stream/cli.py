@@ -37,7 +37,8 @@ def format_alert(alert: dict[str, Any]) -> str:
     ...     "kind": "feature_drift", "model": "fraud", "model_version": "v1",
     ...     "feature": "amount", "detector": "psi", "value": 0.31, "threshold": 0.25,
     ...     "message": "PSI of feature 'amount' is 0.310"}))
-    1970-01-01T00:00:00Z FIRING   critical feature_drift  fraud v1 amount [psi 0.31 >= 0.25] PSI of feature 'amount' is 0.310
+    1970-01-01T00:00:00Z FIRING   critical feature_drift  fraud v1 amount [psi 0.31 >= 0.25]
+    PSI of feature 'amount' is 0.310
     """
     when = datetime.fromtimestamp(alert["ts"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     where = " ".join(str(p) for p in (alert.get("model"), alert.get("model_version"),
@@ -48,7 +49,7 @@ def format_alert(alert: dict[str, Any]) -> str:
         det += f" {value:.3g} >= {alert['threshold']:g}" if alert["status"] == "firing" \
             else f" {value:.3g}"
     return (f"{when} {alert['status'].upper():8} {alert['severity']:8} {alert['kind']:14} "
-            f"{where} [{det}] {alert['message']}")
+            f"{where} [{det}]\n    {alert['message']}")
 
 
 # -- subcommands ---------------------------------------------------------------------

@@ -11,10 +11,11 @@ The defaults work for the quick start: an embedded broker on ``127.0.0.1:9092``.
 >>> s = load_settings(env={"DRIFTSTREAM_MONITOR__WINDOW_SIZE": "500"})
 >>> s.monitor.window_size, s.kafka.bootstrap_servers
 (500, '127.0.0.1:9092')
->>> load_settings(env={"DRIFTSTREAM_MONITOR__PSI_WARNING": "high"})
-Traceback (most recent call last):
-...
-stream.errors.ConfigError: monitor.psi_warning (from DRIFTSTREAM_MONITOR__PSI_WARNING): expected a number, got 'high'
+>>> try:
+...     load_settings(env={"DRIFTSTREAM_MONITOR__PSI_WARNING": "high"})
+... except ConfigError as exc:
+...     print(exc)
+monitor.psi_warning (from DRIFTSTREAM_MONITOR__PSI_WARNING): expected a number, got 'high'
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class MonitorConfig:
             raise ConfigError(f"{where}.adwin_delta must be in (0, 1), got {self.adwin_delta}")
         if not 0 <= self.hysteresis < 1:
             raise ConfigError(f"{where}.hysteresis must be in [0, 1), got {self.hysteresis}")
-        if self.psi_smoothing <= 0:
+        if not self.psi_smoothing > 0:
             raise ConfigError(f"{where}.psi_smoothing must be > 0 (0.5 is the default)")
         _thresholds(where, self.psi_warning, self.psi_critical)
         for feature, (warn, crit) in self.feature_thresholds.items():
@@ -351,7 +352,8 @@ def _model_config(base: MonitorConfig, model: str, raw: dict[str, Any], path: An
         warn = float(values.get("psi_warning", cfg.psi_warning))
         crit = float(values.get("psi_critical", cfg.psi_critical))
         thresholds[feature] = (warn, crit)
-    return replace(cfg, feature_thresholds=thresholds)
+    merged: MonitorConfig = replace(cfg, feature_thresholds=thresholds)
+    return merged
 
 
 def _build(

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -83,7 +84,7 @@ class Metrics:
 
     def __init__(self, max_feature_series: int = 5000) -> None:
         # ``*_created`` series double every counter for no use in alerting.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.max_feature_series = max_feature_series
@@ -136,7 +137,7 @@ class Metrics:
             "driftstream_event_delay_seconds",
             "Processing time minus event time of the events the monitors processed.",
             DELAY_BUCKETS)
-        r.register(self.event_delay)  # type: ignore[arg-type]
+        r.register(self.event_delay)
 
     def observe_report(self, report: dict[str, Any]) -> None:
         """Update the per-series gauges from a window report."""
@@ -174,15 +175,11 @@ class Metrics:
         for key in [k for k in self._feature_series if k[0] == model and k[1] == v]:
             self._feature_series.discard(key)
             for metric in (self.psi, self.adwin_detections):
-                try:
+                with contextlib.suppress(KeyError):
                     metric.remove(model, v, key[2])
-                except KeyError:
-                    pass
         for metric in (self.alerts_firing, self.windows):
-            try:
+            with contextlib.suppress(KeyError):
                 metric.remove(model, v)
-            except KeyError:
-                pass
 
     def render(self) -> bytes:
         """The text exposition format, as served at ``/metrics``."""

@@ -79,13 +79,16 @@ class AdwinDetector:
         self.delta = delta
         self.chunk = chunk
         self.max_history = max_history
-        self._adwin = ADWIN(delta=delta)
+        self._adwin = ADWIN(delta=delta)  # type: ignore[no-untyped-call]
         self._pending = np.empty(0, dtype=np.float64)
         self._history: list[float] = []
         self._drift_detected = False
         self.n_detections = 0
         self.n_inputs = 0
         self.history_dropped = 0
+        # river keeps reporting the pre-reset mean until the next input; an empty
+        # history cannot reproduce it, so it is kept (and snapshotted) explicitly.
+        self._estimation_after_drift: float | None = None
 
     @property
     def drift_detected(self) -> bool:
@@ -95,6 +98,8 @@ class AdwinDetector:
     @property
     def estimation(self) -> float | None:
         """ADWIN's current estimate of the series mean (``None`` before any input)."""
+        if self._estimation_after_drift is not None:
+            return self._estimation_after_drift
         return float(self._adwin.estimation) if self._adwin.width else None
 
     def update(self, values: npt.NDArray[np.float64]) -> int:
@@ -111,9 +116,11 @@ class AdwinDetector:
         return detections
 
     def _feed(self, x: float) -> int:
-        self._adwin.update(x)
+        self._adwin.update(x)  # type: ignore[no-untyped-call]
         self.n_inputs += 1
+        self._estimation_after_drift = None
         if self._adwin.drift_detected:
+            self._estimation_after_drift = float(self._adwin.estimation)
             # river resets its window on the next update; so does our history.
             self.n_detections += 1
             self._history.clear()
@@ -136,6 +143,7 @@ class AdwinDetector:
             "n_inputs": self.n_inputs,
             "history_dropped": self.history_dropped,
             "drift_detected": self._drift_detected,
+            "estimation_after_drift": self._estimation_after_drift,
             "pending_f64": _encode(self._pending, "<f8"),
             "history_f32": _encode(np.asarray(self._history, dtype=np.float32), "<f4"),
         }
@@ -152,13 +160,15 @@ class AdwinDetector:
             det = cls(float(data["delta"]), int(data["chunk"]), int(data["max_history"]))
             history = _decode(data["history_f32"], "<f4")
             for x in history.tolist():
-                det._adwin.update(x)
+                det._adwin.update(x)  # type: ignore[no-untyped-call]
             det._history = history.tolist()
             det._pending = _decode(data["pending_f64"], "<f8")
             det.n_detections = int(data["n_detections"])
             det.n_inputs = int(data["n_inputs"])
             det.history_dropped = int(data["history_dropped"])
             det._drift_detected = bool(data["drift_detected"])
+            est = data.get("estimation_after_drift")
+            det._estimation_after_drift = None if est is None else float(est)
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"corrupt ADWIN snapshot: {exc!r}") from None
         return det

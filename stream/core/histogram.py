@@ -27,12 +27,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Binning", "CategoricalBinning", "NumericBinning", "as_category", "binning_from_snapshot", "count_index"]
+__all__ = [
+    "Binning",
+    "CategoricalBinning",
+    "NumericBinning",
+    "as_category",
+    "binning_from_snapshot",
+    "count_index",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -101,7 +109,7 @@ class NumericBinning:
         e = [f"{x:g}" for x in self.edges]
         if not e:
             return ["(-inf, +inf)", "missing"]
-        inner = [f"({a}, {b}]" for a, b in zip(e, e[1:], strict=False)]
+        inner = [f"({a}, {b}]" for a, b in pairwise(e)]
         return [f"(-inf, {e[0]}]", *inner, f"({e[-1]}, +inf)", "missing"]
 
 

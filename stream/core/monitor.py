@@ -64,6 +64,8 @@ _SNAPSHOT_VERSION = 1
 _MAX_UNKNOWN_NAMES = 50
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+Events = list[dict[str, Any]]
 
 
 @dataclass
@@ -241,7 +243,6 @@ class ModelMonitor:
             )
             if not events:
                 return out
-        self._track_unknown(events)
         ref = self.reference
         assert ref is not None
         ts = np.fromiter((e["ts"] for e in events), dtype=np.float64, count=len(events))
@@ -256,9 +257,9 @@ class ModelMonitor:
             else:
                 idx[key] = prof.binning.index(column)  # type: ignore[arg-type]
         if self.config.window_kind == "count":
-            self._process_count(ts, idx, values, out)
+            self._process_count(events, ts, idx, values, out)
         else:
-            self._process_time(ts, idx, values, out)
+            self._process_time(events, ts, idx, values, out)
         return out
 
     def _adwin(self, values: dict[SeriesKey, npt.NDArray[np.float64]], sel: slice,
@@ -276,8 +277,8 @@ class ModelMonitor:
                     name = series_name(key)
                     out.adwin_detections[name] = out.adwin_detections.get(name, 0) + d
 
-    def _process_count(self, ts: npt.NDArray[np.float64], idx: dict[SeriesKey, IntArray],
-                       values: dict[SeriesKey, npt.NDArray[np.float64]], out: MonitorOutput) -> None:
+    def _process_count(self, events: Events, ts: FloatArray, idx: dict[SeriesKey, IntArray],
+                       values: dict[SeriesKey, FloatArray], out: MonitorOutput) -> None:
         step, n = self.config.step, ts.size
         keep = self.config.window_size // step
         a = 0
@@ -286,6 +287,7 @@ class ModelMonitor:
             b = min(n, a + step - self._sub.n)
             sel = slice(a, b)
             self._sub.add(idx, sel, ts)
+            self._track_unknown(events[a:b])
             self._adwin(values, sel, out)
             out.windowed += b - a
             if self._sub.n == step:
@@ -300,8 +302,8 @@ class ModelMonitor:
                     self._evaluate(acc, window, out)
             a = b
 
-    def _process_time(self, ts: npt.NDArray[np.float64], idx: dict[SeriesKey, IntArray],
-                      values: dict[SeriesKey, npt.NDArray[np.float64]], out: MonitorOutput) -> None:
+    def _process_time(self, events: Events, ts: FloatArray, idx: dict[SeriesKey, IntArray],
+                      values: dict[SeriesKey, FloatArray], out: MonitorOutput) -> None:
         T, lateness = self.config.window_seconds, self.config.allowed_lateness_seconds
         win = np.floor(ts / T).astype(np.int64)
         wm = np.maximum.accumulate(np.maximum(ts - lateness, self._watermark))
@@ -316,6 +318,7 @@ class ModelMonitor:
             a, b = bounds[i], bounds[i + 1]
             if self._closed_upto is None or closed[a] > self._closed_upto:
                 self._close_time_windows(int(closed[a]), out)
+            self._track_unknown(events[a:b])
             sel = slice(a, b)
             ok = ~late[a:b]
             seg_win = win[a:b]
@@ -371,7 +374,10 @@ class ModelMonitor:
                 "noise_floor": psi_noise_floor(prof.total, n_cur, prof.binning.size) if n_cur else None,
                 "severity": severity,
             }
-            (features if key[0] == "feature" else prediction)[key[1] if key[0] == "prediction" else name] = stats
+            if key[0] == "feature":
+                features[name] = stats
+            else:
+                prediction[key[1]] = stats
             kind = "feature_drift" if key[0] == "feature" else "prediction_drift"
             if value is not None and n_cur >= cfg.min_window_values:
                 s.psi_alert, t = step_threshold(s.psi_alert, value, warn, crit,
@@ -382,11 +388,12 @@ class ModelMonitor:
                                                   window, ts))
             if s.adwin is not None:
                 adwin[name] = {"detections": s.adwin_pending, "estimation": s.adwin.estimation}
-                s.adwin_alert, t = step_detection(s.adwin_alert, s.adwin_pending,
-                                                  quiet=cfg.adwin_quiet_evaluations, ts=ts)
-                if t:
-                    out.alerts.append(self._alert(s.adwin_alert, t, kind, name, "adwin",
-                                                  s.adwin.estimation, None, window, ts))
+                if n_cur >= cfg.min_window_values:
+                    s.adwin_alert, t = step_detection(s.adwin_alert, s.adwin_pending,
+                                                      quiet=cfg.adwin_quiet_evaluations, ts=ts)
+                    if t:
+                        out.alerts.append(self._alert(s.adwin_alert, t, kind, name, "adwin",
+                                                      s.adwin.estimation, None, window, ts))
                 s.adwin_pending = 0
         unknown = dict(sorted(self._unknown.items()))
         self._unknown.clear()
@@ -432,9 +439,7 @@ class ModelMonitor:
                            value=value, threshold=threshold, window=window, ts=ts, message=message)
 
     def _track_unknown(self, events: list[dict[str, Any]]) -> None:
-        seen: set[str] = set()
-        for e in events:
-            seen.update(e["features"])
+        seen = dict.fromkeys(n for e in events for n in e["features"])  # arrival order
         ref = self.reference
         assert ref is not None
         unknown = [n for n in seen if ("feature", n) not in ref.series]

@@ -67,7 +67,7 @@ def psi(reference: Counts, current: Counts, smoothing: float = 0.5) -> float:
             f"reference has {r.size} buckets but current has {c.size}; "
             "both must come from the same binning"
         )
-    if smoothing <= 0:
+    if not smoothing > 0:  # also refuses NaN
         raise ValueError(f"smoothing must be > 0, got {smoothing}")
     if np.any(r < 0) or np.any(c < 0):
         raise ValueError("counts must be non-negative")

@@ -218,16 +218,16 @@ def _profile(values: list[Any], numeric_bins: int, max_categories: int) -> Serie
     if n_num and n_num >= n_cat:
         arr = numeric_column(values)
         finite = arr[np.isfinite(arr)]
-        binning: Binning = NumericBinning.from_values(finite, numeric_bins)
-        counts, _ = count_index(binning.index(arr), binning.size)
-        return SeriesProfile(binning, counts, float(finite.min()), float(finite.max()))
+        numeric = NumericBinning.from_values(finite, numeric_bins)
+        counts, _ = count_index(numeric.index(arr), numeric.size)
+        return SeriesProfile(numeric, counts, float(finite.min()), float(finite.max()))
     cats = [
         v if type(v) is str else ("true" if v else "false") if type(v) is bool else None
         for v in values
     ]
-    binning = CategoricalBinning.from_values(cats, max_categories)
-    counts, _ = count_index(binning.index(values), binning.size)
-    return SeriesProfile(binning, counts)
+    categorical = CategoricalBinning.from_values(cats, max_categories)
+    counts, _ = count_index(categorical.index(values), categorical.size)
+    return SeriesProfile(categorical, counts)
 
 
 def profiles_by_version(

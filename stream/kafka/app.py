@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 TAKE_MAX = 1000
 
 
-class ModelKeyedTable(faust.Table):  # type: ignore[misc]
+class ModelKeyedTable(faust.Table[str, bytes]):
     """A table whose keys start with a model name (``model\\x1fversion``).
 
     Each key is written to the changelog partition of its model, the by-model partition
@@ -125,17 +125,18 @@ def create_app(
     dead_letter = app.topic(t.dead_letter, key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
 
-    def table(name: str) -> faust.Table:
+    def table(name: str) -> faust.Table[str, bytes]:
         # value_type=bytes makes Faust use the "raw" codec for values (our own JSON
         # snapshots, written with orjson) both when writing and when recovering.
         tbl = ModelKeyedTable(app, name=name, default=None, beacon=app.tables.beacon,
                               partitions=n, key_type=str, value_type=bytes)
-        return app.tables.add(tbl)
+        app.tables.add(tbl)
+        return tbl
 
     state_table = table("model-state")
     reference_table = table("references")
 
-    def load(tbl: faust.Table) -> Any:
+    def load(tbl: faust.Table[str, bytes]) -> Any:
         def get(key: str) -> dict[str, Any] | None:
             raw = tbl.get(key)
             return orjson.loads(raw) if raw is not None else None
@@ -149,7 +150,7 @@ def create_app(
     )
     ingest = IngestStage(settings, metrics, clock)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
         await ingest.run()
 
@@ -223,7 +224,7 @@ def create_app(
             metrics.monitored_models.set(len(registry.monitors))
             metrics.batch_seconds.labels(stage="monitor").observe(time.perf_counter() - t0)
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         gone_partitions = {tp.partition for tp in revoked if tp.topic == t.by_model}
         if not gone_partitions:

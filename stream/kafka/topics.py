@@ -25,7 +25,7 @@ __all__ = ["ensure_topics", "model_of", "partition_for", "state_key"]
 def partition_for(model: str, partitions: int) -> int:
     """The by-model partition of ``model``: Kafka's default partitioner (murmur2) applied
     to the model name, so a producer that keys by model lands on the same partition."""
-    return (murmur2(model.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return int(murmur2(model.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def state_key(model: str, model_version: str | None) -> str:

@@ -162,13 +162,6 @@ def test_restore_right_after_a_detection_continues_identically():
     assert restored.snapshot() == original.snapshot()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a detection the snapshot's history is empty, so a restored detector "
-    "reports estimation None while the live one still reports river's shrunk-window mean; "
-    "a monitor restored between a detection and the next chunk publishes a different "
-    "report (adwin.<series>.estimation) and ADWIN alert value",
-)
 def test_estimation_survives_restore_right_after_a_detection():
     values = shifted(seed=8, shift=2.0)
     cut = first_detection_cut(values, 32)

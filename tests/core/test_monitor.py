@@ -153,7 +153,6 @@ def contracts() -> Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]:
 # -- drift fires where it should -----------------------------------------------------
 
 CFG = MonitorConfig(window_size=500, warmup_events=1000, min_window_values=100)
-STABLE = ("x", "y", "z", "c", "prediction.score")
 
 
 def test_numeric_mean_shift_fires_only_on_the_drifted_feature(contracts):
@@ -330,12 +329,6 @@ def unknown_feature_stream() -> list[Event]:
     return events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ModelMonitor.process calls _track_unknown on the whole batch before "
-    "windowing, so a batch spanning a window boundary charges later events' unknown "
-    "features to the earlier report",
-)
 def test_unknown_feature_counts_do_not_depend_on_batching():
     cfg = MonitorConfig(window_size=100, warmup_events=100, min_window_values=50)
     ref = reference(2000)  # without "extra"
@@ -346,11 +339,6 @@ def test_unknown_feature_counts_do_not_depend_on_batching():
     assert [r["unknown_features"] for r in one_batch] == [{"extra": 100}] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _track_unknown walks a set of names, so past 50 unknown names which ones "
-    "are pooled under (other) depends on string hashing, not on arrival order",
-)
 def test_unknown_feature_cap_keeps_the_first_names_seen():
     cfg = MonitorConfig(window_size=100, warmup_events=10, min_window_values=10)
     events = make_events(110, 32)
@@ -404,13 +392,6 @@ def test_snapshot_round_trip_continues_identically(config, cut, uninterrupted):
     assert a1 + a2 == alerts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: AdwinDetector's snapshot has an empty history right after a detection, so "
-    "a monitor restored between a detection and the end of that window reports "
-    "adwin.x.estimation None (and an ADWIN alert value None) where the uninterrupted "
-    "monitor reports river's post-detection mean",
-)
 def test_snapshot_right_after_an_adwin_detection_continues_identically():
     events = make_events(2000, 81) + make_events(2000, 82, 2000, x_shift=2.0)
     xs = np.array([e["features"]["x"] for e in events])
@@ -659,12 +640,6 @@ def test_small_windows_report_but_change_no_psi_alert_state(contracts):
     assert [a["transition"] for a in psi_alerts(alerts, "x")] == ["firing"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MonitorConfig documents 'windows with fewer binned values than "
-    "min_window_values do not change alert state', but _evaluate steps the ADWIN alert "
-    "in every window, whatever its size",
-)
 def test_small_windows_change_no_adwin_alert_state():
     cfg = MonitorConfig(window_size=50, warmup_events=100, min_window_values=100)
     mon = ModelMonitor("m", "v1", cfg, reference())

@@ -168,11 +168,6 @@ def test_psi_errors(reference, current, smoothing, message):
         psi(reference, current, smoothing=smoothing)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: psi() documents 'raises ValueError for a smoothing that is not positive', "
-    "but `smoothing <= 0` is False for NaN, so psi(..., smoothing=nan) returns nan",
-)
 def test_psi_rejects_nan_smoothing():
     with pytest.raises(ValueError, match="smoothing must be > 0"):
         psi([1, 1], [1, 2], smoothing=float("nan"))

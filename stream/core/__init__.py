@@ -1,0 +1,17 @@
+"""The pure core: no Kafka, no Faust, no wall clock. Everything here is plain data in,
+plain data out, and is what both the live worker and ``replay`` run.
+
+One concept per module:
+
+- ``events``: decoding and validating producers' events (the contract in ``schemas/``);
+- ``columns``: from events to per-series value columns;
+- ``histogram``: binnings frozen from a reference, vectorised counting;
+- ``reference``: reference profiles (build, snapshot, restore);
+- ``psi``: the Population Stability Index and its noise floor;
+- ``adwin``: river's ADWIN behind a bounded-cost, snapshot-able adapter;
+- ``alerts``: the firing/resolved lifecycle with hysteresis;
+- ``monitor``: windows, PSI, ADWIN and alerts of one (model, version);
+- ``registry``: many monitors, routing of envelopes, caps;
+- ``deadletter``: dead-letter records;
+- ``clock``: injectable clocks.
+"""
