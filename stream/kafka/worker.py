@@ -30,5 +30,8 @@ def run_worker(settings: Settings) -> int:
         quiet=True,
         redirect_stdouts=False,
     )
+    worker.spinner = None  # its cursor escape codes garble logs and piped output
+    print(f"driftstream worker: app {settings.app.id!r} on {settings.kafka.bootstrap_servers}; "
+          f"metrics at http://{settings.app.web_host}:{settings.app.web_port}/metrics", flush=True)
     worker.execute_from_commandline()
     return 0

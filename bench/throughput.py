@@ -1,0 +1,241 @@
+"""End-to-end throughput of a driftstream worker against raw aiokafka, in one run.
+
+Both measurements read the *same* events from the *same* topic on the same embedded
+broker:
+
+- ``raw``: an aiokafka consumer with ``getmany`` + ``orjson.loads`` per message (the
+  ceiling for any Python consumer on this machine);
+- ``worker``: a real ``driftstream worker`` subprocess: ingest (decode, validate, route by
+  model), by-model repartition through Kafka, monitors (histograms, PSI, ADWIN, alerts),
+  changelog-backed state. Its rate is taken from its own Prometheus counters between the
+  first and the last processed event, so start-up and group joins are not counted.
+
+Prints one JSON object. Quote the ratio, not absolute rates: machines are shared.
+
+    python bench/throughput.py                 # 200k events, 20 features, 5 models
+    python bench/throughput.py --envelope 100  # the same events, 100 per message
+    python bench/throughput.py --smoke         # a few thousand events, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stream.kafka.tansu import EmbeddedBroker, apply_tansu_compat, free_port  # noqa: E402
+from stream.kafka.topics import ensure_topics  # noqa: E402
+
+PARTITIONS = 4
+
+
+def make_events(n: int, models: int, seed: int = 0) -> list[bytes]:
+    """~630-byte prediction events with 20 features (16 numeric, 4 categorical)."""
+    rng = np.random.default_rng(seed)
+    num = rng.normal(0, 1, (n, 16)).round(4)
+    cats = rng.integers(0, 5, (n, 4))
+    score = rng.random(n).round(4)
+    names = [f"num_feature_{i:02d}" for i in range(16)]
+    cnames = [f"cat_feature_{i}" for i in range(4)]
+    values = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    t0 = 1_700_000_000.0
+    out = []
+    for i in range(n):
+        features: dict[str, Any] = dict(zip(names, num[i].tolist(), strict=True))
+        features.update({c: values[v] for c, v in zip(cnames, cats[i].tolist(), strict=True)})
+        out.append(orjson.dumps({
+            "event_id": f"evt-{i:012d}", "model": f"model-{i % models}", "model_version": "v1",
+            "ts": t0 + i * 0.001, "features": features,
+            "prediction": {"label": bool(score[i] > 0.5), "score": float(score[i])},
+        }))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, events: list[bytes], envelope: int) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=1 << 20, max_request_size=8 << 20)
+    await producer.start()
+    messages = 0
+    try:
+        if envelope > 1:
+            values = [b"[" + b",".join(events[i:i + envelope]) + b"]"
+                      for i in range(0, len(events), envelope)]
+        else:
+            values = events
+        for p in range(PARTITIONS):
+            batch = producer.create_batch()
+            for v in values[p::PARTITIONS]:
+                if batch.append(key=None, value=v, timestamp=None) is None:
+                    await (await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(key=None, value=v, timestamp=None)
+                messages += 1
+            await (await producer.send_batch(batch, topic, partition=p))
+    finally:
+        await producer.stop()
+    return messages
+
+
+async def raw_consume(bootstrap: str, topic: str, messages: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    seen = events = 0
+    t0 = time.perf_counter()
+    try:
+        while seen < messages:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for msgs in batch.values():
+                for m in msgs:
+                    obj = orjson.loads(m.value)
+                    events += len(obj) if isinstance(obj, list) else 1
+                seen += len(msgs)
+    finally:
+        await consumer.stop()
+    elapsed = time.perf_counter() - t0
+    return {"seconds": elapsed, "events": events, "events_per_second": events / elapsed}
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def processed(m: dict[str, float]) -> float:
+    return sum(v for k, v in m.items() if k.startswith("driftstream_processed_events_total"))
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ,
+           "DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+           "DRIFTSTREAM_KAFKA__SESSION_TIMEOUT_SECONDS": "3",
+           "DRIFTSTREAM_KAFKA__HEARTBEAT_INTERVAL_SECONDS": "0.5",
+           "DRIFTSTREAM_KAFKA__REBALANCE_TIMEOUT_SECONDS": "3",
+           "DRIFTSTREAM_KAFKA__EMBEDDED_BROKER_COMPAT": "true",
+           "DRIFTSTREAM_APP__ID": f"bench-{port}",
+           "DRIFTSTREAM_APP__WEB_PORT": str(port),
+           "DRIFTSTREAM_APP__DATA_DIR": tmp,
+           "DRIFTSTREAM_APP__LOG_LEVEL": "warning",
+           "DRIFTSTREAM_TOPICS__PREDICTIONS": topic,
+           "DRIFTSTREAM_TOPICS__BY_MODEL": f"{topic}-by-model",
+           "DRIFTSTREAM_TOPICS__ALERTS": f"{topic}-alerts",
+           "DRIFTSTREAM_TOPICS__REPORTS": f"{topic}-reports",
+           "DRIFTSTREAM_TOPICS__DEAD_LETTER": f"{topic}-dlq"}
+    proc = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(Path(tmp) / "worker.log", "wb"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + timeout
+        first_t = first_n = None
+        last = 0.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {(Path(tmp) / 'worker.log').read_text()[-3000:]}")
+            try:
+                m = scrape(port)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            n = processed(m)
+            now = time.perf_counter()
+            if n > 0 and first_t is None:
+                first_t, first_n = now, n
+            if n >= total:
+                assert first_t is not None and first_n is not None
+                elapsed = now - first_t
+                return {
+                    "seconds": elapsed,
+                    "events": total,
+                    "events_per_second": (total - first_n) / elapsed if elapsed > 0 else float("nan"),
+                    "peak_rss_mib": peak_rss_mib(proc.pid),
+                    "windows": sum(v for k, v in m.items()
+                                   if k.startswith("driftstream_windows_closed_total")),
+                    "dead_letters": sum(v for k, v in m.items()
+                                        if k.startswith("driftstream_dead_letters_total")),
+                }
+            last = n
+            time.sleep(0.05)
+        raise RuntimeError(f"worker processed {last} of {total} events in {timeout}s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def prepare(bootstrap: str, topic: str, events: list[bytes], envelope: int) -> int:
+    from stream.config import load_settings
+
+    settings = load_settings(env={"DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+                                  "DRIFTSTREAM_TOPICS__PREDICTIONS": topic})
+    await ensure_topics(settings)
+    return await produce(bootstrap, topic, events, envelope)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--models", type=int, default=5)
+    parser.add_argument("--envelope", type=int, default=1, help="events per Kafka message")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    args = parser.parse_args()
+    n = 4000 if args.smoke else args.events
+    apply_tansu_compat()
+    events = make_events(n, args.models)
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        topic = f"bench-{os.getpid()}"
+        messages = asyncio.run(prepare(broker.bootstrap, topic, events, args.envelope))
+        raw = asyncio.run(raw_consume(broker.bootstrap, topic, messages))
+        worker = run_worker(broker.bootstrap, topic, n, tmp, timeout=60 if args.smoke else 600)
+    result = {
+        "benchmark": "throughput",
+        "events": n,
+        "models": args.models,
+        "features_per_event": 20,
+        "event_bytes_mean": round(sum(map(len, events)) / n, 1),
+        "envelope": args.envelope,
+        "messages": messages,
+        "raw": raw,
+        "worker": worker,
+        "ratio": worker["events_per_second"] / raw["events_per_second"],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+    }
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
