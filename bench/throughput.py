@@ -172,6 +172,11 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float)
             now = time.perf_counter()
             if n > 0 and first_t is None:
                 first_t, first_n = now, n
+                if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes (py-spy)
+                    subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "250",
+                                      "-d", "6", "-o", os.environ["BENCH_PROFILE"],
+                                      "-p", str(proc.pid)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
             if n >= total:
                 assert first_t is not None and first_n is not None
                 elapsed = now - first_t

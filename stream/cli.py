@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except DriftstreamError as exc:
         print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

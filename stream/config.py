@@ -26,6 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, get_args, get_type_hints
 
 from stream.errors import ConfigError
@@ -215,7 +216,7 @@ class MonitorConfig:
                 f"{where}.window_size={self.window_size} must be a multiple of "
                 f"{where}.window_step={self.window_step} (0 means tumbling windows)"
             )
-        if self.allowed_lateness_seconds < 0:
+        if not self.allowed_lateness_seconds >= 0:
             raise ConfigError(f"{where}.allowed_lateness_seconds must be >= 0")
         if self.numeric_bins < 2:
             raise ConfigError(f"{where}.numeric_bins must be at least 2")
@@ -264,7 +265,13 @@ class Settings:
         """
         changes = {}
         for section, values in sections.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"unknown section {section!r}; known: {sorted(_SECTIONS)}")
             current = getattr(self, section)
+            known = {f.name for f in fields(current)}
+            if set(values) - known:
+                raise ConfigError(f"unknown setting(s) {sorted(set(values) - known)} in "
+                                  f"[{section}]; known: {sorted(known)}")
             changes[section] = replace(current, **dict(values))
         settings = replace(self, **changes)
         settings.validate()
@@ -316,7 +323,16 @@ def load_settings(
         raise ConfigError(
             f"unknown section(s) {sorted(unknown)} in {path}; known: {sorted(_SECTIONS)}, models"
         )
+    for key in env:
+        if key.startswith(ENV_PREFIX) and "__" in key and key != f"{ENV_PREFIX}CONFIG":
+            section = key[len(ENV_PREFIX):].split("__", 1)[0].lower()
+            if section not in _SECTIONS:
+                raise ConfigError(
+                    f"environment variable {key}: unknown section {section!r}; "
+                    f"known: {sorted(_SECTIONS)}"
+                )
     sections: dict[str, Any] = {}
+    monitor_features: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         values = dict(data.get(name, {}))
         origin = {k: f"{path}" for k in values}
@@ -326,12 +342,13 @@ def load_settings(
                 values[key[len(prefix):].lower()] = raw
                 origin[key[len(prefix):].lower()] = key
         if name == "monitor":
-            values.pop("features", None)
+            monitor_features = values.pop("features", {})
         sections[name] = _build(cls, values, name, origin)
-    models = {
+    sections["monitor"] = _with_features(sections["monitor"], "monitor", monitor_features, path)
+    models = MappingProxyType({
         model: _model_config(sections["monitor"], model, dict(raw), path)
         for model, raw in data.get("models", {}).items()
-    }
+    })
     settings = Settings(**sections, models=models)
     settings.validate()
     return settings
@@ -341,6 +358,13 @@ def _model_config(base: MonitorConfig, model: str, raw: dict[str, Any], path: An
     where = f'models."{model}"'
     features = raw.pop("features", {})
     cfg = _build(MonitorConfig, raw, where, {k: str(path) for k in raw}, base=base)
+    return _with_features(cfg, where, features, path)
+
+
+def _with_features(
+    cfg: MonitorConfig, where: str, features: Mapping[str, Any], path: Any
+) -> MonitorConfig:
+    """``cfg`` with the per-feature thresholds of ``[<where>.features."<name>"]``."""
     thresholds = dict(cfg.feature_thresholds)
     for feature, values in features.items():
         extra = set(values) - {"psi_warning", "psi_critical"}
@@ -349,10 +373,13 @@ def _model_config(base: MonitorConfig, model: str, raw: dict[str, Any], path: An
                 f"{where}.features.{feature}: unknown keys {sorted(extra)}; "
                 "only psi_warning and psi_critical can be set per feature"
             )
-        warn = float(values.get("psi_warning", cfg.psi_warning))
-        crit = float(values.get("psi_critical", cfg.psi_critical))
+        key = f"{where}.features.{feature}"
+        warn = _coerce(float, values.get("psi_warning", cfg.psi_warning),
+                       f"{key}.psi_warning", str(path))
+        crit = _coerce(float, values.get("psi_critical", cfg.psi_critical),
+                       f"{key}.psi_critical", str(path))
         thresholds[feature] = (warn, crit)
-    merged: MonitorConfig = replace(cfg, feature_thresholds=thresholds)
+    merged: MonitorConfig = replace(cfg, feature_thresholds=MappingProxyType(thresholds))
     return merged
 
 
@@ -382,7 +409,7 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
                 return False
             raise ValueError
         if want is int:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if want is float:
@@ -393,10 +420,12 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             if get_args(hint) and value not in get_args(hint):
-                raise ConfigError(
+                raise LookupError(
                     f"{key} (from {origin}): {value!r} is not one of {list(get_args(hint))}"
                 )
             return value
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
     except (TypeError, ValueError):
         kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
             want or str, "a string"
@@ -406,7 +435,7 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
 
 
 def _positive(key: str, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # also refuses NaN
         raise ConfigError(f"{key} must be > 0, got {value}")
 
 

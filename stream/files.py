@@ -72,7 +72,7 @@ def read_csv_events(
                 "event_id": f"csv-{i}",
                 "model": model,
                 "model_version": model_version,
-                "ts": float(row[ts_column]) if ts_column else 0.0,
+                "ts": _ts(path, row, ts_column, i) if ts_column else 0.0,
                 "features": {c: _cell(row[c]) for c in wanted},
             }
             if prediction_column:
@@ -85,6 +85,16 @@ def read_csv_events(
                 }
             events.append(e)
         return events
+
+
+def _ts(path: str | Path, row: dict[str, str], column: str, i: int) -> float:
+    raw = row[column]
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ProfileError(
+            f"{path}: line {i + 2}: column {column!r} must hold epoch seconds, got {raw!r}"
+        ) from None
 
 
 def _cell(text: str | None) -> Any:

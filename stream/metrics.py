@@ -34,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["BulkHistogram", "Metrics"]
 
@@ -73,7 +74,8 @@ class BulkHistogram:
         with self._lock:
             cumulative = np.cumsum(self._counts).tolist()
             total = self._sum
-        bounds = [f"{b:g}" for b in self.buckets.tolist()] + ["+Inf"]
+        bounds = [floatToGoString(b) for b in self.buckets.tolist()]  # type: ignore[no-untyped-call]
+        bounds.append("+Inf")
         family = HistogramMetricFamily(self.name, self.documentation)
         family.add_metric([], list(zip(bounds, cumulative, strict=True)), total)
         yield family

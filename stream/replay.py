@@ -77,7 +77,7 @@ def replay_lines(
         result.dead_letters += routed.dead_letters
         for _, _, value in routed.envelopes:
             env = orjson.loads(value)
-            result.events += len(env["events"])
+            result.events += env["columns"]["n"]
             handled = registry.handle(env)
             result.reports += handled.output.reports
             result.alerts += handled.output.alerts

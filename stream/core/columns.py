@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PREDICTION_PARTS", "SeriesKey", "numeric_column", "raw_column", "series_name"]
+__all__ = [
+    "PREDICTION_PARTS",
+    "SeriesKey",
+    "column",
+    "columns_from_events",
+    "events_from_columns",
+    "numeric_column",
+    "raw_column",
+    "select_columns",
+    "series_name",
+]
 
 SeriesKey = tuple[str, str]
 
@@ -59,3 +69,89 @@ def series_name(key: SeriesKey) -> str:
     ('amount', 'prediction.score')
     """
     return key[1] if key[0] == "feature" else f"prediction.{key[1]}"
+
+
+def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A columnar batch of normalised events (what travels on the by-model topic).
+
+    Absent and null feature values are both ``None``. Feature columns are sorted by name;
+    prediction columns are there only when some event has a prediction.
+
+    >>> cols = columns_from_events([
+    ...     {"event_id": "a", "model_version": "v1", "ts": 1.0, "features": {"x": 1}},
+    ...     {"event_id": "b", "model_version": "v1", "ts": 2.0, "features": {"y": "u"},
+    ...      "prediction": {"label": "no", "score": None, "value": None, "scores": None}}])
+    >>> cols["n"], cols["features"], cols["prediction"]["label"]
+    (2, {'x': [1, None], 'y': [None, 'u']}, [None, 'no'])
+    """
+    feats = [e["features"] for e in events]
+    features = {n: [f.get(n) for f in feats] for n in sorted(set().union(*feats))}
+    prediction = None
+    if any(e.get("prediction") for e in events):
+        prediction = {
+            part: [p[part] if (p := e.get("prediction")) else None for e in events]
+            for part in PREDICTION_PARTS
+        }
+    return {
+        "n": len(events),
+        "event_id": [e["event_id"] for e in events],
+        "model_version": [e["model_version"] for e in events],
+        "ts": [e["ts"] for e in events],
+        "features": features,
+        "prediction": prediction,
+    }
+
+
+def column(cols: dict[str, Any], key: SeriesKey) -> list[Any]:
+    """The raw values of one series in a columnar batch (``None`` where absent)."""
+    source, name = key
+    if source == "feature":
+        values = cols["features"].get(name)
+    else:
+        pred = cols["prediction"]
+        values = pred.get(name) if pred else None
+    return values if values is not None else [None] * cols["n"]
+
+
+def select_columns(cols: dict[str, Any], rows: list[int] | slice) -> dict[str, Any]:
+    """The rows ``rows`` of a columnar batch, as a new batch.
+
+    >>> c = columns_from_events([{"event_id": str(i), "model_version": None, "ts": i,
+    ...                           "features": {"x": i}} for i in range(4)])
+    >>> select_columns(c, [0, 3])["features"]
+    {'x': [0, 3]}
+    """
+    if isinstance(rows, slice):
+        def pick(v: list[Any]) -> list[Any]:
+            return v[rows]
+    else:
+        def pick(v: list[Any]) -> list[Any]:
+            return [v[i] for i in rows]
+    pred = cols["prediction"]
+    ts = pick(cols["ts"])
+    out: dict[str, Any] = {
+        "n": len(ts),
+        "event_id": pick(cols["event_id"]),
+        "model_version": pick(cols["model_version"]),
+        "ts": ts,
+        "features": {k: pick(v) for k, v in cols["features"].items()},
+        "prediction": {k: pick(v) for k, v in pred.items()} if pred else None,
+    }
+    return out
+
+
+def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
+    """Back to compact events (what warm-up keeps); null features are left out."""
+    feats = cols["features"]
+    pred = cols["prediction"]
+    out = []
+    for i in range(cols["n"]):
+        e: dict[str, Any] = {
+            "ts": cols["ts"][i],
+            "features": {k: v[i] for k, v in feats.items() if v[i] is not None},
+            "prediction": None,
+        }
+        if pred and any(pred[p][i] is not None for p in PREDICTION_PARTS):
+            e["prediction"] = {p: pred[p][i] for p in PREDICTION_PARTS}
+        out.append(e)
+    return out

@@ -21,6 +21,9 @@ the tests check by feeding the same events in different batch sizes.
   when the watermark reaches its end. An event whose window has closed is *late*: it is
   counted in the next report's ``late_events``, not binned.
 
+**Unknown features** (not in the reference) are counted per window when they carry a
+value (a null is indistinguishable from an absent field once events are columnar).
+
 **Warm-up.** Without a reference, the first ``warmup_events`` events of the version become
 its reference (``source: warmup``); windows start after them, so the first window is not
 compared with itself.
@@ -50,7 +53,15 @@ import numpy.typing as npt
 from stream.config import MonitorConfig
 from stream.core.adwin import AdwinDetector
 from stream.core.alerts import AlertState, Transition, alert_event, step_detection, step_threshold
-from stream.core.columns import SeriesKey, numeric_column, raw_column, series_name
+from stream.core.columns import (
+    SeriesKey,
+    column,
+    columns_from_events,
+    events_from_columns,
+    numeric_column,
+    select_columns,
+    series_name,
+)
 from stream.core.histogram import count_index
 from stream.core.psi import psi, psi_noise_floor
 from stream.core.reference import ReferenceProfile
@@ -65,7 +76,6 @@ _MAX_UNKNOWN_NAMES = 50
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-Events = list[dict[str, Any]]
 
 
 @dataclass
@@ -218,16 +228,20 @@ class ModelMonitor:
     # -- processing --------------------------------------------------------------------
 
     def process(self, events: list[dict[str, Any]]) -> MonitorOutput:
-        """Process events of this (model, model_version), in order."""
+        """Process normalised events of this (model, model_version), in order."""
+        return self.process_columns(columns_from_events(events))
+
+    def process_columns(self, cols: dict[str, Any]) -> MonitorOutput:
+        """Process a columnar batch (``stream.core.columns``) of this (model, version)."""
         out = MonitorOutput()
-        if not events:
+        n = cols["n"]
+        if not n:
             return out
-        self.events_total += len(events)
+        self.events_total += n
         if self.reference is None:
             need = self.config.warmup_events - len(self.warmup)
-            self.warmup.extend(_compact(e) for e in events[:need])
-            out.warmup = min(need, len(events))
-            events = events[need:]
+            self.warmup.extend(events_from_columns(select_columns(cols, slice(0, need))))
+            out.warmup = min(need, n)
             if len(self.warmup) < self.config.warmup_events:
                 return out
             self.set_reference(
@@ -241,25 +255,26 @@ class ModelMonitor:
                     source="warmup",
                 )
             )
-            if not events:
+            if need >= n:
                 return out
+            cols = select_columns(cols, slice(need, None))
         ref = self.reference
         assert ref is not None
-        ts = np.fromiter((e["ts"] for e in events), dtype=np.float64, count=len(events))
+        ts = np.asarray(cols["ts"], dtype=np.float64)
         idx: dict[SeriesKey, IntArray] = {}
         values: dict[SeriesKey, npt.NDArray[np.float64]] = {}
         for key, prof in ref.series.items():
-            column = raw_column(events, key)
+            raw = column(cols, key)
             if prof.kind == "numeric":
-                arr = numeric_column(column)
+                arr = numeric_column(raw)
                 values[key] = arr
                 idx[key] = prof.binning.index(arr)  # type: ignore[arg-type]
             else:
-                idx[key] = prof.binning.index(column)  # type: ignore[arg-type]
+                idx[key] = prof.binning.index(raw)  # type: ignore[arg-type]
         if self.config.window_kind == "count":
-            self._process_count(events, ts, idx, values, out)
+            self._process_count(cols, ts, idx, values, out)
         else:
-            self._process_time(events, ts, idx, values, out)
+            self._process_time(cols, ts, idx, values, out)
         return out
 
     def _adwin(self, values: dict[SeriesKey, npt.NDArray[np.float64]], sel: slice,
@@ -277,7 +292,7 @@ class ModelMonitor:
                     name = series_name(key)
                     out.adwin_detections[name] = out.adwin_detections.get(name, 0) + d
 
-    def _process_count(self, events: Events, ts: FloatArray, idx: dict[SeriesKey, IntArray],
+    def _process_count(self, cols: dict[str, Any], ts: FloatArray, idx: dict[SeriesKey, IntArray],
                        values: dict[SeriesKey, FloatArray], out: MonitorOutput) -> None:
         step, n = self.config.step, ts.size
         keep = self.config.window_size // step
@@ -287,7 +302,7 @@ class ModelMonitor:
             b = min(n, a + step - self._sub.n)
             sel = slice(a, b)
             self._sub.add(idx, sel, ts)
-            self._track_unknown(events[a:b])
+            self._track_unknown(cols, a, b)
             self._adwin(values, sel, out)
             out.windowed += b - a
             if self._sub.n == step:
@@ -302,7 +317,7 @@ class ModelMonitor:
                     self._evaluate(acc, window, out)
             a = b
 
-    def _process_time(self, events: Events, ts: FloatArray, idx: dict[SeriesKey, IntArray],
+    def _process_time(self, cols: dict[str, Any], ts: FloatArray, idx: dict[SeriesKey, IntArray],
                       values: dict[SeriesKey, FloatArray], out: MonitorOutput) -> None:
         T, lateness = self.config.window_seconds, self.config.allowed_lateness_seconds
         win = np.floor(ts / T).astype(np.int64)
@@ -318,7 +333,7 @@ class ModelMonitor:
             a, b = bounds[i], bounds[i + 1]
             if self._closed_upto is None or closed[a] > self._closed_upto:
                 self._close_time_windows(int(closed[a]), out)
-            self._track_unknown(events[a:b])
+            self._track_unknown(cols, a, b)
             sel = slice(a, b)
             ok = ~late[a:b]
             seg_win = win[a:b]
@@ -438,15 +453,17 @@ class ModelMonitor:
                            model_version=self.model_version, feature=name, detector=detector,
                            value=value, threshold=threshold, window=window, ts=ts, message=message)
 
-    def _track_unknown(self, events: list[dict[str, Any]]) -> None:
-        seen = dict.fromkeys(n for e in events for n in e["features"])  # arrival order
+    def _track_unknown(self, cols: dict[str, Any], a: int, b: int) -> None:
+        """Count non-null values of features the reference does not know, rows a:b."""
         ref = self.reference
         assert ref is not None
-        unknown = [n for n in seen if ("feature", n) not in ref.series]
+        unknown = [n for n in cols["features"] if ("feature", n) not in ref.series]
         if not unknown:
             return
         for name in unknown:
-            c = sum(1 for e in events if name in e["features"])
+            c = sum(1 for v in cols["features"][name][a:b] if v is not None)
+            if not c:
+                continue
             if name in self._unknown or len(self._unknown) < _MAX_UNKNOWN_NAMES:
                 self._unknown[name] += c
             else:
@@ -525,7 +542,3 @@ class ModelMonitor:
             raise SnapshotError(f"corrupt monitor snapshot: {exc!r}") from None
         return mon
 
-
-def _compact(e: dict[str, Any]) -> dict[str, Any]:
-    """What warm-up keeps of an event: enough to build a reference."""
-    return {"ts": e["ts"], "features": e["features"], "prediction": e.get("prediction")}

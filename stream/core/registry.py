@@ -3,8 +3,9 @@
 Both the Kafka worker and ``replay`` drive the core through a :class:`MonitorRegistry`, by
 handing it *envelopes* (what the ingest stage publishes on the by-model topic):
 
-- ``{"type": "events", "model": m, "events": [...]}``: normalised events of one model,
-  in order;
+- ``{"type": "columns", "model": m, "columns": {...}}``: a columnar batch of one model's
+  events, in order (``stream.core.columns``), as the ingest stage publishes them;
+- ``{"type": "events", "model": m, "events": [...]}``: the same as normalised events;
 - ``{"type": "reference", "profile": {...}}``: a reference profile snapshot.
 
 Where state lives is the caller's business: the registry asks ``load_state`` for a
@@ -17,7 +18,8 @@ Memory is bounded by ``max_models`` (per registry, i.e. per worker): events of a
 
 >>> from stream.config import MonitorConfig
 >>> reg = MonitorRegistry(lambda model: MonitorConfig(warmup_events=2), max_models=1)
->>> ev = lambda m: {"model": m, "model_version": None, "ts": 1.0, "features": {"x": 1.0}}
+>>> ev = lambda m: {"event_id": "e", "model": m, "model_version": None, "ts": 1.0,
+...                 "features": {"x": 1.0}}
 >>> out = reg.handle({"type": "events", "model": "a", "events": [ev("a")]})
 >>> out.rejected, reg.handle({"type": "events", "model": "b", "events": [ev("b")]}).rejected
 (0, 1)
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.config import MonitorConfig
+from stream.core.columns import columns_from_events, events_from_columns, select_columns
 from stream.core.monitor import ModelMonitor, MonitorOutput
 from stream.core.reference import ReferenceProfile, reference_key
 from stream.errors import SnapshotError
@@ -75,17 +78,20 @@ class MonitorRegistry:
         if envelope.get("type") == "reference":
             self.set_reference(ReferenceProfile.restore(envelope["profile"]))
             return result
-        groups: dict[str | None, list[dict[str, Any]]] = {}
-        for e in envelope["events"]:
-            groups.setdefault(e["model_version"], []).append(e)
+        if envelope.get("type") == "columns":
+            cols = envelope["columns"]
+        else:
+            cols = columns_from_events(envelope["events"])
         model = envelope["model"]
-        for version, events in groups.items():
+        for version, part in _by_version(cols):
             mon = self._get(model, version, result)
             if mon is None:
-                result.rejected += len(events)
-                result.rejected_events += events
+                result.rejected += part["n"]
+                for eid, e in zip(part["event_id"], events_from_columns(part), strict=True):
+                    result.rejected_events.append(
+                        {"event_id": eid, "model": model, "model_version": version, **e})
                 continue
-            result.output.extend(mon.process(events))
+            result.output.extend(mon.process_columns(part))
             self._dirty.add(reference_key(model, version))
         return result
 
@@ -140,3 +146,15 @@ class MonitorRegistry:
             del self.monitors[k]
             self._dirty.discard(k)
         return gone
+
+
+def _by_version(cols: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """Split a columnar batch by model_version, keeping the order within each version."""
+    versions = cols["model_version"]
+    first = versions[0] if versions else None
+    if all(v == first for v in versions):
+        return [(first, cols)]
+    rows: dict[str | None, list[int]] = {}
+    for i, v in enumerate(versions):
+        rows.setdefault(v, []).append(i)
+    return [(v, select_columns(cols, r)) for v, r in rows.items()]

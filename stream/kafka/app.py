@@ -196,12 +196,12 @@ def create_app(
                 for report in out.reports:
                     await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
                     metrics.observe_report(report)
-                if env.get("type") == "events":
-                    ts = np.fromiter((e["ts"] for e in env["events"]), dtype=np.float64)
-                    metrics.event_delay.observe_many(now - ts)
+                if env.get("type") == "columns":
+                    cols = env["columns"]
+                    metrics.event_delay.observe_many(now - np.asarray(cols["ts"], dtype=np.float64))
                     if out.adwin_detections:
-                        ver = env["events"][0]["model_version"]
-                        metrics.observe_adwin(env["model"], ver, out.adwin_detections)
+                        metrics.observe_adwin(env["model"], cols["model_version"][0],
+                                              out.adwin_detections)
                 for outcome, count in (("windowed", out.windowed), ("warmup", out.warmup),
                                        ("late", out.late), ("cap_exceeded", result.rejected)):
                     if count:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ import orjson
 
 from stream.config import Settings
 from stream.core.clock import Clock, SystemClock
+from stream.core.columns import columns_from_events
 from stream.core.deadletter import dead_letter_record
 from stream.core.events import decode_message
 from stream.kafka.topics import partition_for
@@ -47,7 +49,8 @@ ENVELOPE_MAX_EVENTS = 500
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed Kafka record. ``offset`` is the record's own offset."""
+    """One Kafka record: anything with these attributes (aiokafka's ``ConsumerRecord``
+    too). ``offset`` is the record's own offset, not the next one."""
 
     topic: str
     partition: int
@@ -65,7 +68,7 @@ class RoutedBatch:
 
 
 def route(
-    records: Iterable[Record],
+    records: Iterable[Any],
     *,
     kinds: dict[str, str],
     partitions: int,
@@ -106,9 +109,8 @@ def route(
     for model, events in by_model.items():
         p = partition_for(model, partitions)
         for i in range(0, len(events), ENVELOPE_MAX_EVENTS):
-            value = orjson.dumps(
-                {"type": "events", "model": model, "events": events[i:i + ENVELOPE_MAX_EVENTS]}
-            )
+            cols = columns_from_events(events[i:i + ENVELOPE_MAX_EVENTS])
+            value = orjson.dumps({"type": "columns", "model": model, "columns": cols})
             out.envelopes.append((model, p, value))
     return out
 
@@ -125,6 +127,7 @@ class IngestStage:
         self.consumer: Any = None
         self.producer: Any = None
         self.batches = 0
+        self._buffered: asyncio.Future[None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -159,49 +162,69 @@ class IngestStage:
         try:
             await self.consumer.start()
             try:
+                # Batches are pipelined: while the broker acknowledges batch k's
+                # envelopes, batch k+1 is fetched and routed. Offsets are committed in
+                # order, each only once its batch's sends are all acknowledged.
+                in_flight: deque[tuple[asyncio.Future[Any], dict[Any, int]]] = deque()
                 while True:
                     batch = await self.consumer.getmany(
-                        timeout_ms=500, max_records=s.ingest.max_records)
-                    if not batch:
-                        continue
-                    await self._handle(batch)
-                    offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
-                    try:
-                        await self.consumer.commit(offsets)
-                    except (CommitFailedError, IllegalStateError) as exc:
-                        # Partitions moved during the batch: the new owner re-reads them.
-                        log.warning("ingest commit skipped after a rebalance: %s", exc)
+                        timeout_ms=200, max_records=s.ingest.max_records)
+                    if batch:
+                        acks = self._handle(batch)
+                        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
+                        in_flight.append((acks, offsets))
+                    while in_flight and (in_flight[0][0].done() or len(in_flight) > 2
+                                         or not batch):
+                        acks, offsets = in_flight.popleft()
+                        await acks  # a failed send raises: the worker stops, nothing commits
+                        await self._commit(offsets, CommitFailedError, IllegalStateError)
             finally:
                 await self.consumer.stop()
         finally:
             await self.producer.stop()
 
-    async def _handle(self, batch: dict[Any, list[Any]]) -> None:
+    async def _commit(self, offsets: dict[Any, int], *errors: type[Exception]) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except errors as exc:
+            # Partitions moved during the batch: their new owner re-reads them.
+            log.warning("ingest commit skipped after a rebalance: %s", exc)
+
+    def _handle(self, batch: dict[Any, list[Any]]) -> asyncio.Future[Any]:
+        """Route a fetched batch and start sending it; the returned future resolves when
+        the broker has acknowledged every record of it. Batches are handed to the
+        producer strictly one after the other, so each model's events stay in order."""
         t0 = time.perf_counter()
         s = self.settings
-        records = [
-            Record(tp.topic, tp.partition, m.offset, m.value)
-            for tp, msgs in batch.items() for m in msgs
-        ]
         routed = route(
-            records,
+            (m for msgs in batch.values() for m in msgs),
             kinds=self.kinds,
             partitions=s.app.partitions,
             max_message_bytes=s.ingest.max_message_bytes,
             dead_letter_max_bytes=s.ingest.dead_letter_max_bytes,
             now=self.clock.now(),
         )
-        send = self.producer.send
-        futures = [
-            await send(s.topics.by_model, value=value, key=model.encode(), partition=p)
-            for model, p, value in routed.envelopes
-        ]
         for rec in routed.dead_letters:
-            futures.append(await send(s.topics.dead_letter, value=orjson.dumps(rec)))
             self.metrics.dead_letters.labels(topic=rec["source"]["topic"], reason=rec["reason"]).inc()
-        if futures:
-            await asyncio.gather(*futures)
         for topic, n in routed.accepted.items():
             self.metrics.ingested.labels(topic=topic).inc(n)
         self.batches += 1
         self.metrics.batch_seconds.labels(stage="ingest").observe(time.perf_counter() - t0)
+        previous, buffered = self._buffered, asyncio.get_running_loop().create_future()
+        self._buffered = buffered
+        return asyncio.ensure_future(self._send(routed, previous, buffered))
+
+    async def _send(self, routed: RoutedBatch, previous: asyncio.Future[None] | None,
+                    buffered: asyncio.Future[None]) -> None:
+        s, send = self.settings, self.producer.send
+        try:
+            if previous is not None:
+                await previous
+            acks = [await send(s.topics.by_model, value=value, key=model.encode(), partition=p)
+                    for model, p, value in routed.envelopes]
+            acks += [await send(s.topics.dead_letter, value=orjson.dumps(rec))
+                     for rec in routed.dead_letters]
+        finally:
+            if not buffered.done():
+                buffered.set_result(None)
+        await asyncio.gather(*acks)

@@ -601,10 +601,12 @@ def test_unknown_features_are_reported_with_counts():
     for e in events[:30]:
         e["features"]["new_f"] = 1.0
     for e in events[50:60]:
-        e["features"]["other_f"] = None  # present, even if null
+        e["features"]["other_f"] = None  # null carries no value: not counted
+    for e in events[60:70]:
+        e["features"]["third_f"] = "v"
     first, _ = run(mon, events[:100])
     second, _ = run(mon, events[100:])
-    assert first[0]["unknown_features"] == {"new_f": 30, "other_f": 10}
+    assert first[0]["unknown_features"] == {"new_f": 30, "third_f": 10}
     assert "new_f" not in first[0]["features"]
     assert second[0]["unknown_features"] == {}
 
