@@ -50,8 +50,18 @@ def raw_column(events: list[dict[str, Any]], key: SeriesKey) -> list[Any]:
     return [p[name] if (p := e.get("prediction")) else None for e in events]
 
 
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})
+
+
 def numeric_column(values: list[Any]) -> npt.NDArray[np.float64]:
-    """Floats with ``NaN`` for missing and ``+inf`` for a value that is not a number."""
+    """Floats with ``NaN`` for missing and ``+inf`` for a value that is not a number.
+
+    >>> numeric_column([1, None, 2.5]).tolist(), numeric_column([1, True, "x"]).tolist()
+    ([1.0, nan, 2.5], [1.0, inf, inf])
+    """
+    if _PLAIN_NUMBERS.issuperset(map(type, values)):
+        # one C-level type scan, then numpy's own conversion (None becomes NaN)
+        return np.array(values, dtype=np.float64)
     return np.array(
         [
             v if (t := type(v)) is float or t is int else (_NAN if v is None else _INF)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
@@ -129,6 +129,9 @@ def as_category(value: Any) -> str | None:
     return None
 
 
+_STRINGS_OR_NONE = frozenset({str, type(None)})
+
+
 class CategoricalBinning:
     """Top-K reference categories, an ``other`` bucket and a missing bucket."""
 
@@ -139,6 +142,7 @@ class CategoricalBinning:
         if len(set(self.categories)) != len(self.categories):
             raise ValueError(f"categories must be distinct, got {self.categories}")
         self._index = {c: i for i, c in enumerate(self.categories)}
+        self._lookup: dict[str | None, int] = {**self._index, None: len(self.categories) + 1}
 
     @property
     def size(self) -> int:
@@ -156,6 +160,10 @@ class CategoricalBinning:
         :func:`as_category`) its category or ``other``, anything else (a type mismatch)
         gets :attr:`size`."""
         other, missing, mismatch = len(self.categories), len(self.categories) + 1, self.size
+        if _STRINGS_OR_NONE.issuperset(map(type, values)):
+            # the common case, at C speed: strings and missing values only
+            return np.fromiter(map(self._lookup.get, values, repeat(other)), dtype=np.int64,
+                               count=len(values))
         get = self._index.get
         return np.fromiter(
             (
