@@ -142,7 +142,7 @@ class CategoricalBinning:
         if len(set(self.categories)) != len(self.categories):
             raise ValueError(f"categories must be distinct, got {self.categories}")
         self._index = {c: i for i, c in enumerate(self.categories)}
-        self._lookup: dict[str | None, int] = dict(self._index)
+        self._lookup: dict[str | None, int] = {c: i for i, c in enumerate(self.categories)}
         self._lookup[None] = len(self.categories) + 1
 
     @property
