@@ -47,7 +47,7 @@ from stream.core.reference import ReferenceProfile
 from stream.core.registry import MonitorRegistry
 from stream.errors import DriftstreamError
 from stream.kafka.ingest import IngestStage
-from stream.kafka.topics import model_of, partition_for
+from stream.kafka.topics import model_of, partition_for, state_key
 from stream.metrics import Metrics
 
 __all__ = ["DriftApp", "create_app"]
@@ -186,8 +186,8 @@ def create_app(
                 env = orjson.loads(event.value)
                 if env.get("type") == "reference":
                     prof = env["profile"]
-                    key = f"{prof['model']}\x1f{prof['model_version'] or ''}"
-                    reference_table[key] = orjson.dumps(prof)
+                    reference_table[state_key(prof["model"], prof["model_version"])] = (
+                        orjson.dumps(prof))
                 result = registry.handle(env)
                 out = result.output
                 for alert in out.alerts:
