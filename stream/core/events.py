@@ -262,16 +262,30 @@ def normalize_event(obj: Any, kind: str, *, from_json: bool = False) -> dict[str
     """
     if type(obj) is not dict:
         raise _fail("not_an_object", f"an event must be a JSON object, not {type(obj).__name__}")
-    _check_version(obj)
-    event: dict[str, Any] = {
-        "kind": kind,
-        "event_id": _name(obj, "event_id"),
-        "model": _name(obj, "model"),
-        "model_version": _name(obj, "model_version", required=False),
-    }
-    if "ts" not in obj:
+    if "schema_version" in obj:
+        _check_version(obj)
+    eid, model, version = obj.get("event_id"), obj.get("model"), obj.get("model_version")
+    if (  # the common case, checked inline; anything else gets the precise checks below
+        type(eid) is str and 0 < len(eid) <= _MAX_ID_LEN
+        and type(model) is str and 0 < len(model) <= _MAX_NAME_LEN
+        and (version is None or (type(version) is str and 0 < len(version) <= _MAX_NAME_LEN))
+    ):
+        event: dict[str, Any] = {"kind": kind, "event_id": eid, "model": model,
+                                 "model_version": version}
+    else:
+        event = {
+            "kind": kind,
+            "event_id": _name(obj, "event_id"),
+            "model": _name(obj, "model"),
+            "model_version": _name(obj, "model_version", required=False),
+        }
+    ts = obj.get("ts")
+    if (type(ts) is float or type(ts) is int) and 0.0 <= ts < _MAX_EPOCH_SECONDS:
+        event["ts"] = float(ts)
+    elif "ts" not in obj:
         raise _fail("missing_field", "required field 'ts' is missing")
-    event["ts"] = parse_ts(obj["ts"])
+    else:
+        event["ts"] = parse_ts(ts)
     if "features" not in obj:
         raise _fail("missing_field", "required field 'features' is missing")
     event["features"] = _features(obj["features"], from_json)
