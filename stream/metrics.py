@@ -127,6 +127,10 @@ class Metrics:
             "driftstream_cap_overflow_total",
             "Items refused because a memory cap was reached, by cap: models, metric_series.",
             ["cap"], registry=r)
+        self.features_over_cap = Gauge(
+            "driftstream_features_over_cap",
+            "Features of a model's reference left out by monitor.max_features.",
+            ["model", "model_version"], registry=r)
         self.monitored_models = Gauge(
             "driftstream_monitored_models", "(model, version) monitors held by this worker.",
             registry=r)
@@ -157,6 +161,9 @@ class Metrics:
             if stats.get("psi") is not None:
                 self.psi.labels(model=model, model_version=version, feature=name).set(stats["psi"])
         self.windows.labels(model=model, model_version=version).inc()
+        over = report.get("reference", {}).get("features_over_cap", 0)
+        if over:
+            self.features_over_cap.labels(model=model, model_version=version).set(over)
         if "alerts_firing" in report:
             self.alerts_firing.labels(model=model, model_version=version).set(
                 report["alerts_firing"])
@@ -179,7 +186,7 @@ class Metrics:
             for metric in (self.psi, self.adwin_detections):
                 with contextlib.suppress(KeyError):
                     metric.remove(model, v, key[2])
-        for metric in (self.alerts_firing, self.windows):
+        for metric in (self.alerts_firing, self.windows, self.features_over_cap):
             with contextlib.suppress(KeyError):
                 metric.remove(model, v)
 

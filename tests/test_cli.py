@@ -232,7 +232,7 @@ def test_replay_reports_cover_every_model(ws: Workspace) -> None:
     assert {r["model"] for r in reports} == MODELS
     for r in reports:
         assert r["type"] == "window_report"
-        assert r["reference"] == {"source": "file", "events": REFERENCE_EVENTS}
+        assert r["reference"] == {"source": "file", "events": REFERENCE_EVENTS, "features_over_cap": 0}
         assert r["window"]["count"] == 250
     assert jsonl(ws.replay_profiles / "dead-letters.jsonl") == []
 

@@ -301,7 +301,7 @@ def test_invariance_stream_exercises_the_monitor(config, uninterrupted, contract
     assert sum(r["features"]["z"]["type_mismatch"] for r in reports) > 0
     assert sum(r["features"]["c"]["type_mismatch"] for r in reports) > 0
     assert sum(r["features"]["y"]["missing"] for r in reports) > 0
-    assert all(r["reference"] == {"source": "warmup", "events": 300} for r in reports)
+    assert all(r["reference"] == {"source": "warmup", "events": 300, "features_over_cap": 0} for r in reports)
     if config == "time":
         assert sum(r["late_events"] for r in reports) > 0
         idx = [r["window"]["index"] for r in reports]
@@ -477,7 +477,7 @@ def test_warmup_builds_the_reference_and_windows_start_after_it(sizes, contracts
     assert mon.reference.snapshot() == orjson.loads(orjson.dumps(expected.snapshot()))
     assert len(reports) == 2
     first = reports[0]
-    assert first["reference"] == {"source": "warmup", "events": 300}
+    assert first["reference"] == {"source": "warmup", "events": 300, "features_over_cap": 0}
     assert first["window"] == {"kind": "count", "index": 0, "start": events[300]["ts"],
                                "end": events[399]["ts"], "count": 100}
     assert reports[1]["window"]["start"] == events[400]["ts"]
