@@ -136,7 +136,28 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children... and of its live
+    children, which /proc/PID/stat does not include: summed over the process tree."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(k) for k in kids]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
+               broker_pid: int | None = None) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ,
            "DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -160,6 +181,7 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float)
         deadline = time.monotonic() + timeout
         first_t = first_n = None
         last = 0.0
+        timeline: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {(Path(tmp) / 'worker.log').read_text()[-3000:]}")
@@ -170,8 +192,13 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float)
                 continue
             n = processed(m)
             now = time.perf_counter()
+            if first_t is not None:
+                ingested = sum(v for k, v in m.items()
+                               if k.startswith("driftstream_ingested_events_total"))
+                timeline.append((round(now - first_t, 2), n, ingested))
             if n > 0 and first_t is None:
                 first_t, first_n = now, n
+                cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
                 if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes (py-spy)
                     subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "250",
                                       "-d", "6", "-o", os.environ["BENCH_PROFILE"],
@@ -180,11 +207,19 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float)
             if n >= total:
                 assert first_t is not None and first_n is not None
                 elapsed = now - first_t
+                cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
                 return {
+                    "cpu_cores_used": {  # average cores busy while measuring
+                        "worker": (cpu1[0] - cpu0[0]) / elapsed if elapsed > 0 else None,
+                        "broker": (cpu1[1] - cpu0[1]) / elapsed if elapsed > 0 else None,
+                    },
                     "seconds": elapsed,
                     "events": total,
                     "events_per_second": (total - first_n) / elapsed if elapsed > 0 else float("nan"),
                     "peak_rss_mib": peak_rss_mib(proc.pid),
+                    # (seconds, processed by the monitors, accepted by ingest): stalls show
+                    # as flat runs
+                    "timeline": timeline[::max(1, len(timeline) // 40)],
                     "windows": sum(v for k, v in m.items()
                                    if k.startswith("driftstream_windows_closed_total")),
                     "dead_letters": sum(v for k, v in m.items()
@@ -224,7 +259,8 @@ def main() -> None:
         topic = f"bench-{os.getpid()}"
         messages = asyncio.run(prepare(broker.bootstrap, topic, events, args.envelope))
         raw = asyncio.run(raw_consume(broker.bootstrap, topic, messages))
-        worker = run_worker(broker.bootstrap, topic, n, tmp, timeout=60 if args.smoke else 600)
+        worker = run_worker(broker.bootstrap, topic, n, tmp, timeout=60 if args.smoke else 600,
+                            broker_pid=broker.pid)
     result = {
         "benchmark": "throughput",
         "events": n,

@@ -110,9 +110,11 @@ class AppSettings:
     #: How often consumer offsets are committed (at-least-once: a crash replays at most
     #: this much).
     commit_interval_seconds: float = 2.0
-    #: Model state is written to its changelog-backed table at most this often, and
-    #: always before the offsets of the events it reflects are committed.
-    state_flush_seconds: float = 1.0
+    #: The monitors take envelopes in batches of at most this long; each changed model
+    #: state is written to its changelog-backed table once per batch, always before the
+    #: offsets of the events it reflects are committed. It bounds how long a closed
+    #: window waits before its report and alerts are published.
+    state_flush_seconds: float = 0.25
     #: Web server (Prometheus ``/metrics``, Faust's own pages). Loopback by default.
     web_host: str = "127.0.0.1"
     web_port: int = 6066
