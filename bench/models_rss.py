@@ -78,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--events-per-model", type=int, default=2000)
+    parser.add_argument("--warmup-events", type=int, default=1000,
+                        help="monitor.warmup_events: events per model kept to build its reference")
     parser.add_argument("--idle-seconds", type=float, default=5.0,
                         help="after /metrics answers, before reading the idle RSS (group joins)")
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
@@ -89,7 +91,8 @@ def main() -> None:
     apply_tansu_compat()
     events = named_events(n, args.models)
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        env = worker_env(broker.bootstrap, Path(tmp))
+        env = worker_env(broker.bootstrap, Path(tmp),
+                         DRIFTSTREAM_MONITOR__WARMUP_EVENTS=str(args.warmup_events))
         create_topics(env)
         workers = start_workers(env, 1, Path(tmp))
         try:
@@ -116,7 +119,7 @@ def main() -> None:
         "events": n,
         "features_per_event": FEATURES,
         "window_size": 1000,
-        "warmup_events": 1000,
+        "warmup_events": args.warmup_events,
         "monitored_models": monitors,
         "worker": {
             "idle_rss_mib": idle["rss_mib"],
