@@ -88,7 +88,7 @@ class NumericBinning:
     def index(self, values: FloatArray) -> IntArray:
         """The bucket of each value: ``NaN`` (missing) goes to the missing bucket, the
         last; ``+inf`` marks a value of the wrong type and gets :attr:`size`."""
-        idx = np.searchsorted(self.edges, values, side="left").astype(np.int64)
+        idx = np.searchsorted(self.edges, values, side="left").astype(np.int64, copy=False)
         idx[np.isnan(values)] = self.size - 1
         idx[np.isposinf(values)] = self.size
         return idx
@@ -200,7 +200,7 @@ def count_index(idx: IntArray, size: int) -> tuple[IntArray, int]:
     ([1, 0, 2], 1)
     """
     full = np.bincount(idx, minlength=size + 1)
-    return full[:size].astype(np.int64), int(full[size])
+    return full[:size], int(full[size])
 
 
 def binning_from_snapshot(data: dict[str, Any]) -> Binning:

@@ -35,6 +35,7 @@ returns that mean; window reports carry it so a threshold can be judged against 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,27 +61,32 @@ def psi(reference: Counts, current: Counts, smoothing: float = 0.5) -> float:
     ...
     ValueError: the reference histogram is empty; PSI needs at least one value on each side
     """
-    r = np.asarray(reference, dtype=np.float64)
-    c = np.asarray(current, dtype=np.float64)
-    if r.shape != c.shape or r.ndim != 1:
+    # Histograms have a dozen buckets: plain floats beat numpy's per-call overhead here
+    # (about 5x, measured in bench/psi_cost.py).
+    r = reference.tolist() if isinstance(reference, np.ndarray) else list(reference)
+    c = current.tolist() if isinstance(current, np.ndarray) else list(current)
+    if len(r) != len(c) or (r and isinstance(r[0], list)):
         raise ValueError(
-            f"reference has {r.size} buckets but current has {c.size}; "
+            f"reference has {len(r)} buckets but current has {len(c)}; "
             "both must come from the same binning"
         )
     if not smoothing > 0:  # also refuses NaN
         raise ValueError(f"smoothing must be > 0, got {smoothing}")
-    if np.any(r < 0) or np.any(c < 0):
+    if min(r, default=0) < 0 or min(c, default=0) < 0:
         raise ValueError("counts must be non-negative")
-    if r.sum() == 0:
+    n, m = sum(r), sum(c)
+    if n == 0:
         raise ValueError("the reference histogram is empty; PSI needs at least one value on each side")
-    if c.sum() == 0:
+    if m == 0:
         raise ValueError("the current histogram is empty; PSI needs at least one value on each side")
-    keep = (r > 0) | (c > 0)
-    r, c = r[keep], c[keep]
-    b = r.size
-    p = (r + smoothing) / (r.sum() + smoothing * b)
-    q = (c + smoothing) / (c.sum() + smoothing * b)
-    value = float(np.sum((q - p) * np.log(q / p)))
+    pairs = [(ri, ci) for ri, ci in zip(r, c, strict=True) if ri > 0 or ci > 0]
+    b = len(pairs)
+    dn, dm = n + smoothing * b, m + smoothing * b
+    value = 0.0
+    for ri, ci in pairs:
+        p = (ri + smoothing) / dn
+        q = (ci + smoothing) / dm
+        value += (q - p) * math.log(q / p)
     return max(value, 0.0)
 
 
