@@ -47,6 +47,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 from scaling import (  # noqa: E402
+    cpu_now,
     create_topics,
     exit_on_sigterm,
     measure,
@@ -58,6 +59,7 @@ from scaling import (  # noqa: E402
 )
 from throughput import PARTITIONS, make_events, peak_rss_mib, processed, produce  # noqa: E402
 
+from stream.config import AppSettings  # noqa: E402
 from stream.kafka.tansu import EmbeddedBroker, apply_tansu_compat  # noqa: E402
 from tests.integration.harness import WorkerProcess  # noqa: E402
 
@@ -105,7 +107,8 @@ def delay_buckets(before: dict[str, float], after: dict[str, float]) -> dict[str
 
 
 class Reader:
-    """Reads the reports and alerts topics, stamping each record with the time it is read."""
+    """Reads the reports, alerts and by-model topics, stamping each record with the time it
+    is read (one stamp per getmany)."""
 
     def __init__(self, bootstrap: str, reports: str, alerts: str, by_model: str) -> None:
         self.topics = (reports, alerts, by_model)
@@ -136,14 +139,6 @@ class Reader:
                     out += [(now, orjson.loads(m.value)) for m in msgs]
         finally:
             await self.consumer.stop()
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
-    if pid is None:
-        return float("nan")
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def send_due(producer: AIOKafkaProducer, topic: str, pool: list[dict[str, Any]], first: int,
@@ -183,7 +178,7 @@ async def real_time(bootstrap: str, worker: WorkerProcess, broker_pid: int | Non
     sent = 0
     t_measure = t_drift = float("inf")  # wall clock: first real-time report read; drift starts
     scrape_start: asyncio.Future[dict[str, float]] | None = None
-    cpu_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpu_start: list[float] = []
     try:
         t_start = time.time()
         t0 = time.monotonic()
@@ -199,8 +194,7 @@ async def real_time(bootstrap: str, worker: WorkerProcess, broker_pid: int | Non
                     end = now + seconds
                     # In a thread: the worker answers /metrics between its batches only.
                     scrape_start = asyncio.ensure_future(asyncio.to_thread(worker.metrics))
-                    cpu_start = (cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid),
-                                 time.process_time())
+                    cpu_start = [*cpu_now([worker], broker_pid), time.process_time()]
             due = int((now - t0) * rate) - sent
             if due > 0:
                 await send_due(producer, topic, drifted if time.time() >= t_drift else normal,
@@ -211,8 +205,7 @@ async def real_time(bootstrap: str, worker: WorkerProcess, broker_pid: int | Non
         if scrape_start is None:
             raise RuntimeError(f"no window report within 60 s of real-time load; log:\n{worker.log_tail()}")
         cpu = [(b - a) / seconds for a, b in zip(
-            cpu_start, (cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid), time.process_time()),
-            strict=True)]
+            cpu_start, [*cpu_now([worker], broker_pid), time.process_time()], strict=True)]
         end_metrics = await asyncio.to_thread(worker.metrics)
         start_metrics = await scrape_start
         await asyncio.gather(*acks)
@@ -277,7 +270,7 @@ def main() -> None:
         asyncio.run(produce(broker.bootstrap, topic, make_events(probe_n, args.models), 1))
         workers = start_workers(env, 1, Path(tmp))
         try:
-            probe = measure(workers, probe_n, timeout)
+            probe = measure(workers, probe_n, timeout, broker_pid=broker.pid)
             max_rate = args.max_rate or probe["events_per_second"]
             if not max_rate > 0:  # NaN: the backlog went in one counter update
                 raise RuntimeError(f"could not measure the maximum rate from {probe_n} events; "
@@ -294,7 +287,9 @@ def main() -> None:
         "window_size": WINDOW_SIZE,
         "state_flush_seconds": STATE_FLUSH_SECONDS,
         "max_rate": {"events_per_second": max_rate, "measured": args.max_rate is None,
-                     "probe_events": probe_n, "probe_events_per_second": probe["events_per_second"]},
+                     "probe_events": probe_n, "probe_events_per_second": probe["events_per_second"],
+                     "probe_cpu_cores_used": {"worker": probe["per_worker"][0]["cpu_cores_used"],
+                                              "broker": probe["broker_cpu_cores_used"]}},
         **rt,
         "dead_letters": dead,
         "target_p99_seconds": 1.0,
@@ -303,15 +298,15 @@ def main() -> None:
             f"it adds up to ~{POLL_MS} ms to each latency, ~{POLL_MS // 2} ms on average",
             f"the monitor agent takes envelopes for up to app.state_flush_seconds="
             f"{STATE_FLUSH_SECONDS} s (take_events(within=...)) before processing them: up to "
-            f"{STATE_FLUSH_SECONDS} s of each latency (the default, 1.0 s, would add up to 1 s)",
+            f"{STATE_FLUSH_SECONDS} s of each latency (the default is "
+            f"{AppSettings().state_flush_seconds} s)",
             f"events are sent in batches every {TICK_SECONDS * 1000:.0f} ms with ts = the wall "
             "clock when the batch is built; the producer, this reader, the broker and the worker "
             "share the machine's cores",
             "by_model_envelope_latency: read time of the ingest stage's envelopes on the by-model "
-            "topic minus their last event's ts (the first hop); the rest of a report's latency is "
-            "the monitor's side: Faust's consumer (fetch_max_wait_ms=1500, hard-coded in faust's "
-            "aiokafka driver; the embedded broker answers a fetch that waits for data only after "
-            "up to about half of that), take_events, the monitors, the report's publication",
+            "topic minus their last event's ts (the first hop, ingest); the rest of a report's "
+            "latency is the monitor's side: Faust's consumer, take_events, the monitors, the "
+            "report's publication and this reader",
             "worker_event_delay_share: the worker's own histogram of monitor processing time "
             "minus event time over the measured seconds (share of events at or under each bound)",
             "worker_backlog_at_end_events: events sent but not yet processed when production "

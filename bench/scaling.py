@@ -49,7 +49,7 @@ import orjson
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from throughput import make_events, peak_rss_mib, processed, produce  # noqa: E402
+from throughput import cpu_seconds, make_events, peak_rss_mib, processed, produce  # noqa: E402
 
 from stream.kafka.tansu import EmbeddedBroker, apply_tansu_compat, free_port  # noqa: E402
 from stream.kafka.topics import ensure_topics  # noqa: E402
@@ -158,14 +158,23 @@ def rate(start: tuple[float, float] | None, end: tuple[float, float]) -> float:
     return (end[1] - start[1]) / (end[0] - start[0])
 
 
+def cpu_now(workers: list[WorkerProcess], broker_pid: int | None) -> list[float]:
+    """CPU seconds so far of each worker, then of the broker (NaN without its pid)."""
+    pids = [w.proc.pid if w.proc else None for w in workers] + [broker_pid]
+    return [cpu_seconds(pid) if pid is not None else float("nan") for pid in pids]
+
+
 def measure(workers: list[WorkerProcess], total: int, timeout: float,
             base: list[float] | None = None,
-            background: Future[Any] | None = None) -> dict[str, Any]:
+            background: Future[Any] | None = None,
+            broker_pid: int | None = None) -> dict[str, Any]:
     """Poll the workers' processed counters (minus ``base``) every 50 ms until their sum
     reaches ``total``. The rate counts from the first poll that sees a processed event
     (like bench/throughput.py); ``events_per_second_after_produce`` from the first poll
-    after ``background`` (the producer) is done, if there was still a backlog."""
+    after ``background`` (the producer) is done, if there was still a backlog. CPU cores
+    used by each worker and the broker are averaged over the same span."""
     base = base or [0.0] * len(workers)
+    cpu0: list[float] = []
     deadline = time.monotonic() + timeout
     first: tuple[float, float] | None = None
     after: tuple[float, float] | None = None
@@ -188,10 +197,14 @@ def measure(workers: list[WorkerProcess], total: int, timeout: float,
                 prev[i], last_change[i] = v, now
         if n > 0 and first is None:
             first = (now, n)
+            cpu0 = cpu_now(workers, broker_pid)
         if after is None and background is not None and background.done() and first is not None:
             after = (now, n)
         if n >= total:
             assert first is not None
+            span = now - first[0]
+            cores = [(b - a) / span if span > 0 else float("nan")
+                     for a, b in zip(cpu0, cpu_now(workers, broker_pid), strict=True)]
             return {
                 "seconds": now - first[0],
                 "events": n,
@@ -204,7 +217,9 @@ def measure(workers: list[WorkerProcess], total: int, timeout: float,
                     "busy_seconds": last_change[i] - first[0],
                     "monitored_models": m.get("driftstream_monitored_models", float("nan")),
                     "peak_rss_mib": peak_rss_mib(w.proc.pid) if w.proc else float("nan"),
+                    "cpu_cores_used": cores[i],
                 } for i, (v, m, w) in enumerate(zip(per, ms, workers, strict=True))],
+                "broker_cpu_cores_used": cores[-1],
             }
         time.sleep(0.05)
     raise RuntimeError(f"the workers processed {n} of {total} events in {timeout}s; logs:\n"
@@ -217,7 +232,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[ThreadPoolExecutor, Future[Any]]:
 
 
 def run(bootstrap: str, events: list[bytes], models: int, n_workers: int, tmp: Path,
-        timeout: float) -> dict[str, Any]:
+        timeout: float, broker_pid: int | None) -> dict[str, Any]:
     env = worker_env(bootstrap, tmp)
     create_topics(env)
     workers = start_workers(env, n_workers, tmp)
@@ -231,7 +246,7 @@ def run(bootstrap: str, events: list[bytes], models: int, n_workers: int, tmp: P
         pool, fut = in_thread(lambda: (asyncio.run(produce(bootstrap, topic, events, 1)),
                                        time.perf_counter() - t0)[1])
         with pool:
-            result = measure(workers, len(events), timeout, base, fut)
+            result = measure(workers, len(events), timeout, base, fut, broker_pid)
             produce_seconds = fut.result()
         dead = sum(metric_sum(m, "driftstream_dead_letters_total") for m in poll(workers))
     finally:
@@ -253,8 +268,8 @@ def main() -> None:
     apply_tansu_compat()
     events = make_events(n, args.models)
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        one = run(broker.bootstrap, events, args.models, 1, Path(tmp), timeout)
-        two = run(broker.bootstrap, events, args.models, 2, Path(tmp), timeout)
+        one = run(broker.bootstrap, events, args.models, 1, Path(tmp), timeout, broker.pid)
+        two = run(broker.bootstrap, events, args.models, 2, Path(tmp), timeout, broker.pid)
     result = {
         "benchmark": "scaling",
         "events": n,
@@ -272,7 +287,9 @@ def main() -> None:
             "models map to by-model partitions by murmur2: per_worker.share shows the split, "
             "and the busier worker bounds the combined rate",
             "events_per_second counts from the first processed event, while this process is "
-            "still producing; events_per_second_after_produce from the end of production",
+            "still producing; events_per_second_after_produce from the end of production: it "
+            "covers only the last seconds (about 2 s with two workers) and the counters move once "
+            "per monitor batch, so it is the noisier of the two",
         ],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
