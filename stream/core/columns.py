@@ -173,3 +173,30 @@ def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
             e["prediction"] = {p: pred[p][i] for p in PREDICTION_PARTS}
         out.append(e)
     return out
+
+
+def append_columns(acc: dict[str, Any] | None, cols: dict[str, Any]) -> dict[str, Any]:
+    """``acc`` followed by the rows of ``cols``, keeping only what a reference needs
+    (``n``, ``ts``, ``features``, ``prediction``). Used for warm-up buffers, which are
+    part of a monitor's snapshot: columns repeat no feature names, unlike event dicts.
+
+    >>> a = append_columns(None, {"n": 1, "ts": [1.0], "features": {"x": [1]},
+    ...                           "prediction": None})
+    >>> b = append_columns(a, {"n": 1, "ts": [2.0], "features": {"y": ["u"]},
+    ...                        "prediction": {"label": ["no"], "score": [None], "value": [None]}})
+    >>> b["n"], b["features"], b["prediction"]["label"]
+    (2, {'x': [1, None], 'y': [None, 'u']}, [None, 'no'])
+    """
+    if acc is None:
+        acc = {"n": 0, "ts": [], "features": {}, "prediction": None}
+    n_a, n_b = acc["n"], cols["n"]
+    names = sorted(set(acc["features"]) | set(cols["features"]))
+    features = {k: acc["features"].get(k, [None] * n_a) + cols["features"].get(k, [None] * n_b)
+                for k in names}
+    pa, pb = acc["prediction"], cols["prediction"]
+    prediction = None
+    if pa or pb:
+        prediction = {p: (pa[p] if pa else [None] * n_a) + (pb[p] if pb else [None] * n_b)
+                      for p in PREDICTION_PARTS}
+    return {"n": n_a + n_b, "ts": acc["ts"] + list(cols["ts"]), "features": features,
+            "prediction": prediction}

@@ -89,8 +89,9 @@ class NumericBinning:
         """The bucket of each value: ``NaN`` (missing) goes to the missing bucket, the
         last; ``+inf`` marks a value of the wrong type and gets :attr:`size`."""
         idx = np.searchsorted(self.edges, values, side="left").astype(np.int64, copy=False)
-        idx[np.isnan(values)] = self.size - 1
-        idx[np.isposinf(values)] = self.size
+        if not np.isfinite(values).all():  # rare: skip two masks in the common case
+            idx[np.isnan(values)] = self.size - 1
+            idx[np.isposinf(values)] = self.size
         return idx
 
     def count(self, values: FloatArray) -> IntArray:

@@ -55,6 +55,7 @@ from stream.core.adwin import AdwinDetector
 from stream.core.alerts import AlertState, Transition, alert_event, step_detection, step_threshold
 from stream.core.columns import (
     SeriesKey,
+    append_columns,
     column,
     columns_from_events,
     events_from_columns,
@@ -182,7 +183,8 @@ class ModelMonitor:
         self.config = config
         self.reference: ReferenceProfile | None = None
         self.series: dict[SeriesKey, _Series] = {}
-        self.warmup: list[dict[str, Any]] = []
+        #: Warm-up buffer (columnar, see ``append_columns``) until the reference exists.
+        self.warmup: dict[str, Any] | None = None
         self.events_total = 0
         self.evaluations = 0
         self._late = 0
@@ -211,7 +213,7 @@ class ModelMonitor:
             if prof.kind == "numeric":
                 s.adwin = s.adwin or AdwinDetector(cfg.adwin_delta, cfg.adwin_chunk, cfg.adwin_history)
             self.series[key] = s
-        self.warmup = []
+        self.warmup = None
         self._reset_windows()
 
     def _sizes(self) -> dict[SeriesKey, int]:
@@ -239,14 +241,15 @@ class ModelMonitor:
             return out
         self.events_total += n
         if self.reference is None:
-            need = self.config.warmup_events - len(self.warmup)
-            self.warmup.extend(events_from_columns(select_columns(cols, slice(0, need))))
+            need = self.config.warmup_events - (self.warmup["n"] if self.warmup else 0)
+            self.warmup = append_columns(
+                self.warmup, cols if need >= n else select_columns(cols, slice(0, need)))
             out.warmup = min(need, n)
-            if len(self.warmup) < self.config.warmup_events:
+            if self.warmup["n"] < self.config.warmup_events:
                 return out
             self.set_reference(
                 ReferenceProfile.build(
-                    self.warmup,
+                    events_from_columns(self.warmup),
                     self.model,
                     self.model_version,
                     numeric_bins=self.config.numeric_bins,
@@ -517,7 +520,7 @@ class ModelMonitor:
         try:
             ref = ReferenceProfile.restore(data["reference"]) if data["reference"] else None
             mon = cls(data["model"], data["model_version"], config, ref)
-            mon.warmup = list(data["warmup"])
+            mon.warmup = data["warmup"]
             mon.events_total = int(data["events_total"])
             mon.evaluations = int(data["evaluations"])
             mon._late = int(data["late"])
