@@ -94,7 +94,9 @@ class WorkerProcess:
             return default
 
     def wait_ready(self, timeout: float = 40.0) -> None:
-        """Until both consumer groups have joined (the ingest stage reports in)."""
+        """Until the worker's ``/metrics`` answers. The consumer groups may still be joining:
+        tests produce first and read with ``auto_offset_reset=earliest``, so a late join
+        delays them but loses nothing."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
