@@ -119,6 +119,9 @@ class AppSettings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
+    #: After SIGTERM/SIGINT, exit anyway if the clean shutdown (final commit, producer
+    #: flush) has not finished after this long, e.g. because the broker is unreachable.
+    shutdown_timeout_seconds: float = 30.0
 
     def validate(self) -> None:
         if not self.id or not self.id.replace("-", "").replace("_", "").isalnum():
@@ -126,6 +129,7 @@ class AppSettings:
         _positive("app.partitions", self.partitions)
         _positive("app.commit_interval_seconds", self.commit_interval_seconds)
         _positive("app.state_flush_seconds", self.state_flush_seconds)
+        _positive("app.shutdown_timeout_seconds", self.shutdown_timeout_seconds)
         if not 0 < self.web_port < 65536:
             raise ConfigError(f"app.web_port={self.web_port} is not a TCP port (1-65535)")
 
