@@ -6,7 +6,7 @@ Used by ``driftstream reference`` (to build profiles) and ``driftstream replay``
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 from stream.core.events import DecodedBatch, Rejection, decode_message, normalize_event
 from stream.errors import InvalidEvent, ProfileError
 
-__all__ = ["read_csv_events", "read_jsonl_lines", "read_reference_events"]
+__all__ = ["read_csv_events", "read_jsonl_lines", "read_reference_events", "write_jsonl"]
 
 
 def read_jsonl_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
@@ -116,3 +116,13 @@ def read_reference_events(path: str | Path) -> tuple[list[dict[str, Any]], int]:
         events += batch.events
         bad += len(batch.rejects)
     return events, bad
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON Lines (one object per line); return how many."""
+    count = 0
+    with open(path, "wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+    return count

@@ -23,10 +23,10 @@ import orjson
 from stream.config import Settings
 from stream.core.reference import ReferenceProfile, profiles_by_version
 from stream.core.registry import MonitorRegistry
-from stream.files import read_jsonl_lines
+from stream.files import read_jsonl_lines, write_jsonl
 from stream.kafka.ingest import Record, route
 
-__all__ = ["ReplayResult", "build_profiles", "replay_lines"]
+__all__ = ["ReplayResult", "build_profiles", "replay_files", "replay_lines", "write_jsonl"]
 
 #: Lines per batch; any value gives the same results (the core is batch invariant).
 BATCH_LINES = 5000
@@ -90,15 +90,6 @@ def replay_lines(
             flush()
     flush()
     return result
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    n = 0
-    with open(path, "wb") as fh:
-        for row in rows:
-            fh.write(orjson.dumps(row) + b"\n")
-            n += 1
-    return n
 
 
 def replay_files(

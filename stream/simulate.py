@@ -50,6 +50,7 @@ import orjson
 
 from stream.core.clock import Clock, SystemClock
 from stream.errors import BrokerError, ConfigError
+from stream.files import write_jsonl
 
 __all__ = [
     "DRIFT_FORMAT",
@@ -956,22 +957,6 @@ class Simulator:
 
 
 # --------------------------------------------------------------------------- sinks
-
-
-def write_jsonl(path: str | Path, events: Iterable[dict[str, Any]]) -> int:
-    """Write events as JSON Lines (one object per line); return how many.
-
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "e.jsonl")
-    >>> write_jsonl(path, Simulator(SimConfig(start_ts=0.0)).batch(3))
-    3
-    """
-    count = 0
-    with open(path, "wb") as fh:
-        for event in events:
-            fh.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-            count += 1
-    return count
 
 
 def _event_limit(
