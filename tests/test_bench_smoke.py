@@ -28,3 +28,14 @@ def test_throughput_benchmark_smoke() -> None:
     assert result["raw"]["events"] == result["events"]
     assert result["worker"]["peak_rss_mib"] > 0
     assert result["worker"]["dead_letters"] == 0
+
+
+@pytest.mark.broker
+def test_faust_dispatch_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, "bench/faust_dispatch.py", "--smoke"], cwd=REPO,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    for key in ("raw", "faust_agent", "ratio", "faust_seconds_per_message", "machine"):
+        assert key in result, key
+    assert result["faust_agent"]["events"] == result["events"] == 2000
