@@ -49,7 +49,14 @@ import orjson
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from throughput import cpu_seconds, make_events, peak_rss_mib, processed, produce  # noqa: E402
+from throughput import (  # noqa: E402
+    cpu_seconds,
+    exit_on_sigterm,
+    make_events,
+    peak_rss_mib,
+    processed,
+    produce,
+)
 
 from stream.kafka.tansu import EmbeddedBroker, apply_tansu_compat, free_port  # noqa: E402
 from stream.kafka.topics import ensure_topics  # noqa: E402
@@ -60,12 +67,6 @@ from tests.integration.harness import WorkerProcess, make_env, settings_from  # 
 _TEST_ONLY = ("DRIFTSTREAM_APP__COMMIT_INTERVAL_SECONDS", "DRIFTSTREAM_APP__STATE_FLUSH_SECONDS",
               "DRIFTSTREAM_MONITOR__WINDOW_SIZE", "DRIFTSTREAM_MONITOR__WARMUP_EVENTS",
               "DRIFTSTREAM_MONITOR__MIN_WINDOW_VALUES")
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into ``SystemExit``, so that the ``finally`` blocks stop the workers and
-    the broker when the benchmark is terminated (by a test's timeout, for instance)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def worker_env(bootstrap: str, data_dir: Path, **overrides: str) -> dict[str, str]:

@@ -245,19 +245,17 @@ async def prepare(bootstrap: str, topic: str, events: list[bytes], envelope: int
     return await produce(bootstrap, topic, events, envelope)
 
 
-def _exit_on_sigterm() -> None:
-    """A SIGTERM (e.g. a test timeout) unwinds through the context managers, so the worker
-    and the broker are stopped too."""
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit``, so that the ``finally`` blocks and context managers
+    stop the workers and the broker when a benchmark is terminated (by a test's timeout,
+    for instance)."""
     import signal
 
-    def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def main() -> None:
-    _exit_on_sigterm()
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--models", type=int, default=5)
