@@ -65,6 +65,7 @@ REASONS: Final = (
     "invalid_value",
     "invalid_ts",
     "cap_exceeded",
+    "internal_error",
 )
 
 _MAX_ID_LEN: Final = 256

@@ -183,12 +183,28 @@ def create_app(
             t0 = time.perf_counter()
             now = clock.now()
             for event in events:
-                env = orjson.loads(event.value)
-                if env.get("type") == "reference":
-                    prof = env["profile"]
-                    reference_table[state_key(prof["model"], prof["model_version"])] = (
-                        orjson.dumps(prof))
-                result = registry.handle(env)
+                try:
+                    env = orjson.loads(event.value)
+                    if env.get("type") == "reference":
+                        prof = env["profile"]
+                        reference_table[state_key(prof["model"], prof["model_version"])] = (
+                            orjson.dumps(prof))
+                    result = registry.handle(env)
+                except Exception as exc:
+                    # Our own topic, so a bug or a foreign producer: never stall the agent
+                    # on one message. Keep it, with the reason, and go on.
+                    log.exception("monitor could not process a by-model message at %s[%s]@%s",
+                                  event.message.topic, event.message.partition,
+                                  event.message.offset)
+                    rec = dead_letter_record(
+                        Rejection("internal_error", f"{type(exc).__name__}: {exc}",
+                                  event.value or b""),
+                        topic=event.message.topic, partition=event.message.partition,
+                        offset=event.message.offset, now=now,
+                        max_bytes=s.ingest.dead_letter_max_bytes)
+                    await dead_letter.send(value=orjson.dumps(rec))
+                    metrics.dead_letters.labels(topic=t.by_model, reason="internal_error").inc()
+                    continue
                 out = result.output
                 for alert in out.alerts:
                     await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))

@@ -12,6 +12,7 @@ import pytest
 
 from stream.core.events import normalize_event
 from stream.core.reference import reference_key
+from stream.kafka.topics import partition_for
 from stream.replay import build_profiles, replay_lines
 from tests.integration.harness import WorkerProcess, consume_until, make_env, produce, read_all
 
@@ -209,3 +210,23 @@ async def test_replay_gives_the_same_reports_and_alerts_as_live(
 
 def _order(r: dict[str, Any]) -> tuple[Any, ...]:
     return (r["model"], r["window"]["index"], r.get("alert_id", ""), r.get("status", ""))
+
+
+async def test_a_foreign_message_on_the_internal_topic_does_not_stall_the_monitors(
+        worker: WorkerProcess) -> None:
+    s = worker.settings
+    bootstrap = s.kafka.bootstrap_servers
+    p = partition_for("fraud", s.app.partitions)
+    await produce(bootstrap, s.topics.by_model, [b'{"type": "columns", "model": "fraud"}',
+                                                  b"not even json"], partition=p)
+    await produce(bootstrap, s.topics.predictions, encode(make_events(1500, seed=9)),
+                  key=b"fraud")
+    dead = await consume_until(bootstrap, s.topics.dead_letter,
+                               lambda d: len(d) >= 2, 40, worker)
+    assert [d["reason"] for d in dead] == ["internal_error", "internal_error"]
+    assert {d["source"]["topic"] for d in dead} == {s.topics.by_model}
+    # the good events behind them are processed: warm-up (1000) then one window of 500
+    reports = await consume_until(bootstrap, s.topics.reports, lambda r: len(r) >= 1, 40,
+                                  worker)
+    assert reports[0]["window"]["count"] == 500
+    worker.check_alive()
