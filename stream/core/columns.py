@@ -6,11 +6,13 @@ or a part of the prediction (``("prediction", "score" | "value" | "label")``).
 Numeric columns are float arrays where ``NaN`` is a missing value and ``+inf`` a value of
 the wrong type (validated events never carry infinities, so the marker is unambiguous).
 
->>> events = [{"features": {"x": 1.5, "c": "DE"}, "prediction": {"score": 0.2}},
-...           {"features": {"x": "oops"}, "prediction": None}]
->>> numeric_column(raw_column(events, ("feature", "x"))).tolist()
+>>> cols = columns_from_events([
+...     {"event_id": "a", "model_version": None, "ts": 1.0, "features": {"x": 1.5},
+...      "prediction": {"label": None, "score": 0.2, "value": None, "scores": None}},
+...     {"event_id": "b", "model_version": None, "ts": 2.0, "features": {"x": "oops"}}])
+>>> numeric_column(column(cols, ("feature", "x"))).tolist()
 [1.5, inf]
->>> raw_column(events, ("prediction", "score"))
+>>> column(cols, ("prediction", "score"))
 [0.2, None]
 """
 
@@ -29,7 +31,6 @@ __all__ = [
     "columns_from_events",
     "events_from_columns",
     "numeric_column",
-    "raw_column",
     "select_columns",
     "series_name",
 ]
@@ -41,14 +42,6 @@ PREDICTION_PARTS = ("score", "value", "label")
 
 _NAN = float("nan")
 _INF = float("inf")
-
-
-def raw_column(events: list[dict[str, Any]], key: SeriesKey) -> list[Any]:
-    """The raw values of one series across ``events`` (``None`` where absent)."""
-    source, name = key
-    if source == "feature":
-        return [e["features"].get(name) for e in events]
-    return [p[name] if (p := e.get("prediction")) else None for e in events]
 
 
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})
@@ -112,8 +105,8 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         }
     return {
         "n": len(events),
-        "event_id": [e["event_id"] for e in events],
-        "model_version": [e["model_version"] for e in events],
+        "event_id": [e.get("event_id") for e in events],
+        "model_version": [e.get("model_version") for e in events],
         "ts": [e["ts"] for e in events],
         "features": features,
         "prediction": prediction,

@@ -58,7 +58,6 @@ from stream.core.columns import (
     append_columns,
     column,
     columns_from_events,
-    events_from_columns,
     numeric_column,
     select_columns,
     series_name,
@@ -248,8 +247,8 @@ class ModelMonitor:
             if self.warmup["n"] < self.config.warmup_events:
                 return out
             self.set_reference(
-                ReferenceProfile.build(
-                    events_from_columns(self.warmup),
+                ReferenceProfile.from_columns(
+                    self.warmup,
                     self.model,
                     self.model_version,
                     numeric_bins=self.config.numeric_bins,

@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream.core.columns import PREDICTION_PARTS, SeriesKey, numeric_column, raw_column
+from stream.core.columns import (
+    PREDICTION_PARTS,
+    SeriesKey,
+    column,
+    columns_from_events,
+    numeric_column,
+)
 from stream.core.histogram import (
     Binning,
     CategoricalBinning,
@@ -128,37 +134,54 @@ class ReferenceProfile:
         """Build a profile from normalised events of one model version.
 
         Keeps the ``max_features`` features with the most non-null values (ties by name);
-        the number left out is recorded in ``features_over_cap``.
+        the number left out is recorded in ``features_over_cap``. Features that never carry
+        a value are left out.
         """
-        if not events:
+        return cls.from_columns(
+            columns_from_events(events), model, model_version, numeric_bins=numeric_bins,
+            max_categories=max_categories, max_features=max_features, source=source)
+
+    @classmethod
+    def from_columns(
+        cls,
+        cols: dict[str, Any],
+        model: str,
+        model_version: str | None,
+        *,
+        numeric_bins: int = 10,
+        max_categories: int = 20,
+        max_features: int = 200,
+        source: str = "file",
+    ) -> ReferenceProfile:
+        """:meth:`build` from a columnar batch (``stream.core.columns``), such as a
+        warm-up buffer."""
+        n = cols["n"]
+        if not n:
             raise ProfileError(
                 f"no events for model {model!r} version {model_version!r}: a reference "
                 "needs at least one event (check the --model / --model-version filters)"
             )
-        present: Counter[str] = Counter()
-        for e in events:
-            present.update(k for k, v in e["features"].items() if v is not None)
-        for e in events:  # features that are always null still count, last
-            for k in e["features"]:
-                present.setdefault(k, 0)
+        # A column without a single value carries nothing to compare with; once events
+        # are columnar, it cannot be told from a feature that was never sent.
+        present = Counter({name: c for name, values in cols["features"].items()
+                           if (c := sum(v is not None for v in values))})
         ranked = sorted(present.items(), key=lambda kv: (-kv[1], kv[0]))
         keys: list[SeriesKey] = [("feature", name) for name, _ in ranked[:max_features]]
-        has_prediction = any(e.get("prediction") for e in events)
-        if has_prediction:
+        if cols["prediction"]:
             keys += [("prediction", part) for part in PREDICTION_PARTS]
         series: dict[SeriesKey, SeriesProfile] = {}
         for key in keys:
-            values = raw_column(events, key)
+            values = column(cols, key)
             if key[0] == "prediction" and all(v is None for v in values):
                 continue
             series[key] = _profile(values, numeric_bins, max_categories)
-        ts = np.fromiter((e["ts"] for e in events), dtype=np.float64, count=len(events))
+        ts = np.asarray(cols["ts"], dtype=np.float64)
         return cls(
             model,
             model_version,
             series,
             source=source,
-            events=len(events),
+            events=n,
             ts_min=float(ts.min()),
             ts_max=float(ts.max()),
             features_over_cap=max(0, len(ranked) - max_features),
