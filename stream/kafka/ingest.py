@@ -102,19 +102,12 @@ def route(
             except (orjson.JSONDecodeError, InvalidEvent):
                 pass  # the general path below says precisely what is wrong
             else:
-                group = by_model.get(e["model"])
-                if group is None:
-                    group = by_model[e["model"]] = []
-                group.append(e)
+                by_model.setdefault(e["model"], []).append(e)
                 accepted[rec.topic] = accepted.get(rec.topic, 0) + 1
                 continue
         batch = decode_message(value, kind, max_bytes=max_message_bytes)
         for e in batch.events:
-            model = e["model"]
-            group = by_model.get(model)
-            if group is None:
-                group = by_model[model] = []
-            group.append(e)
+            by_model.setdefault(e["model"], []).append(e)
         if batch.events:
             accepted[rec.topic] = accepted.get(rec.topic, 0) + len(batch.events)
         for rej in batch.rejects:
