@@ -29,8 +29,10 @@ go through.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -378,7 +380,7 @@ def decode_message(
     'oversize'
     """
     batch = DecodedBatch()
-    normalize = normalize_label if kind == "label" else None
+    normalize = _normalizer(kind)
     if not value:
         batch.rejects.append(Rejection("empty_message", "the message has no value", b""))
         return batch
@@ -404,30 +406,35 @@ def decode_message(
             return batch
         for i, item in enumerate(obj):
             try:
-                batch.events.append(
-                    normalize(item) if normalize else normalize_event(item, kind, from_json=True)
-                )
+                batch.events.append(normalize(item))
             except InvalidEvent as exc:
                 batch.rejects.append(Rejection(exc.reason, str(exc), _reencode(item), i))
         return batch
     try:
-        batch.events.append(normalize(obj) if normalize else normalize_event(obj, kind, from_json=True))
+        batch.events.append(normalize(obj))
     except InvalidEvent as exc:
         batch.rejects.append(Rejection(exc.reason, str(exc), value))
     return batch
 
 
 def _decode_lines(value: bytes, kind: str, batch: DecodedBatch) -> DecodedBatch:
-    normalize = normalize_label if kind == "label" else None
+    normalize = _normalizer(kind)
     for i, line in enumerate(value.splitlines()):
         if not line.strip():
             continue
         try:
             obj = _loads(line)
-            batch.events.append(normalize(obj) if normalize else normalize_event(obj, kind, from_json=True))
+            batch.events.append(normalize(obj))
         except InvalidEvent as exc:
             batch.rejects.append(Rejection(exc.reason, str(exc), line, i))
     return batch
+
+
+def _normalizer(kind: str) -> Callable[[Any], dict[str, Any]]:
+    """The validator of one decoded ``kind`` event (values decoded by orjson)."""
+    if kind == "label":
+        return normalize_label
+    return functools.partial(normalize_event, kind=kind, from_json=True)
 
 
 def _reencode(item: Any) -> bytes:
