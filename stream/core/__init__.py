@@ -13,5 +13,7 @@ One concept per module:
 - ``monitor``: windows, PSI, ADWIN and alerts of one (model, version);
 - ``registry``: many monitors, routing of envelopes, caps;
 - ``deadletter``: dead-letter records;
+- ``lag``: consumer lag signals and the backlog status of a partition;
+- ``backlog``: backlog alerts of a consumer group on a topic;
 - ``clock``: injectable clocks.
 """

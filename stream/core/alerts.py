@@ -119,15 +119,23 @@ def alert_id(
     feature: str | None,
     detector: str,
     slice_: str | None = None,
+    scope: str | None = None,
 ) -> str:
     """A stable id for one alert condition (16 hex characters), the same across restarts
     and replays, so consumers can dedupe on ``(alert_id, episode, status, severity)``.
 
+    ``scope`` names what a condition is about when it is not a model: for backlog alerts,
+    the consumer group and topic.
+
     >>> alert_id("feature_drift", "fraud", "v1", "amount", "psi")
     '41a2883bf13c8af7'
+    >>> alert_id("backlog", None, None, None, "status", scope="g\x1fpredictions")
+    'bfd57892210e613d'
     """
-    text = "\x1f".join(str(p) if p is not None else "" for p in
-                       (kind, model, model_version, feature, detector, slice_))
+    parts: tuple[str | None, ...] = (kind, model, model_version, feature, detector, slice_)
+    if scope is not None:
+        parts += (scope,)
+    text = "\x1f".join(str(p) if p is not None else "" for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
