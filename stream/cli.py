@@ -1,7 +1,7 @@
 """The ``driftstream`` command.
 
-Subcommands: ``broker``, ``worker``, ``simulate``, ``reference``, ``alerts``, ``replay``,
-``demo``. Every subcommand takes ``--config FILE`` (TOML; also ``DRIFTSTREAM_CONFIG``) and
+Subcommands: ``broker``, ``worker``, ``simulate``, ``reference``, ``alerts``, ``lag``,
+``replay``, ``demo``. Every subcommand takes ``--config FILE`` (TOML; also ``DRIFTSTREAM_CONFIG``) and
 honours ``DRIFTSTREAM_<SECTION>__<KEY>`` environment overrides.
 """
 
@@ -198,6 +198,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lag(args: argparse.Namespace) -> int:
+    from stream.core.lag import PartitionStatus
+    from stream.kafka.lag import run_monitor
+
+    settings = _settings(args)
+    if args.port is not None:
+        settings = settings.with_overrides(lag={"monitor_port": args.port})
+    readings = asyncio.run(run_monitor(
+        settings, watch=args.watch, duration=args.duration,
+        publish_alerts=not args.no_alerts, serve_metrics=args.watch))
+    down = {PartitionStatus.STALLED, PartitionStatus.STOPPED}
+    return 1 if any(r.status in down for r in readings.values()) else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo
 
@@ -248,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="print raw JSON")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
+
+    p = add("lag", cmd_lag,
+            "Consumer lag of driftstream's groups, from outside the workers: lag in records "
+            "and seconds, time to drain and a status per partition. Exits 1 when a partition "
+            "is STALLED or STOPPED.")
+    p.add_argument("--watch", action="store_true",
+                   help="sample every lag.interval_seconds, serve /metrics, publish backlog alerts")
+    p.add_argument("--duration", type=float, help="with --watch: stop after this many seconds")
+    p.add_argument("--no-alerts", action="store_true", help="with --watch: do not publish alerts")
+    p.add_argument("--port", type=int, help="override lag.monitor_port")
     p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
 
     p = add("replay", cmd_replay,

@@ -35,6 +35,7 @@ __all__ = [
     "AppSettings",
     "IngestSettings",
     "KafkaSettings",
+    "LagSettings",
     "MetricsSettings",
     "MonitorConfig",
     "Settings",
@@ -163,6 +164,61 @@ class MetricsSettings:
         _positive("metrics.max_feature_series", self.max_feature_series)
 
 
+@dataclass(frozen=True)
+class LagSettings:
+    """The pipeline-backlog SLI: consumer lag of driftstream's groups, sampled by the
+    worker (for the partitions it owns) and by ``driftstream lag`` (for all of them).
+    See ``stream/core/lag.py`` for the signals and the status precedence."""
+
+    #: Seconds between two samples of the offsets.
+    interval_seconds: float = 5.0
+    #: Samples kept per partition (seconds); must cover ``stop_after_seconds``.
+    window_seconds: float = 120.0
+    #: A backlog with no committed progress for this long is ``STALLED``.
+    stall_after_seconds: float = 30.0
+    #: ... and ``STOPPED`` after this long when the consumer's liveness is unknown. A
+    #: group with no member is ``STOPPED`` at once.
+    stop_after_seconds: float = 60.0
+    #: ``FALLING_BEHIND`` needs rates measured over at least this long.
+    min_span_seconds: float = 10.0
+    #: A lag up to this many records counts as caught up (``IDLE``).
+    allowed_lag: int = 0
+    #: Backlog-age alert thresholds (seconds).
+    age_warning_seconds: float = 60.0
+    age_critical_seconds: float = 300.0
+    #: Time-to-drain alert: the freshness objective (warning) and the critical level.
+    drain_warning_seconds: float = 300.0
+    drain_critical_seconds: float = 1800.0
+    #: Backlogs younger than this are not evaluated for time to drain (commit sawtooth).
+    drain_min_age_seconds: float = 10.0
+    #: Samples in a row without STALLED/STOPPED before the status alert resolves.
+    resolve_after_samples: int = 2
+    #: Sample lag inside the worker too (metrics only; alerts come from ``driftstream lag``).
+    in_worker: bool = True
+    #: Where ``driftstream lag --watch`` serves ``/metrics``.
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = 6067
+
+    def validate(self) -> None:
+        _positive("lag.interval_seconds", self.interval_seconds)
+        if not 0 < self.stall_after_seconds <= self.stop_after_seconds <= self.window_seconds:
+            raise ConfigError(
+                "lag: need 0 < stall_after_seconds <= stop_after_seconds <= window_seconds, got "
+                f"{self.stall_after_seconds}, {self.stop_after_seconds}, {self.window_seconds}")
+        _positive("lag.min_span_seconds", self.min_span_seconds)
+        if self.allowed_lag < 0:
+            raise ConfigError(f"lag.allowed_lag={self.allowed_lag} must be >= 0")
+        if not 0 < self.age_warning_seconds <= self.age_critical_seconds:
+            raise ConfigError("lag: need 0 < age_warning_seconds <= age_critical_seconds")
+        if not 0 < self.drain_warning_seconds <= self.drain_critical_seconds:
+            raise ConfigError("lag: need 0 < drain_warning_seconds <= drain_critical_seconds")
+        if self.drain_min_age_seconds < 0:
+            raise ConfigError("lag.drain_min_age_seconds must be >= 0")
+        _positive("lag.resolve_after_samples", self.resolve_after_samples)
+        if not 0 < self.monitor_port < 65536:
+            raise ConfigError(f"lag.monitor_port={self.monitor_port} is not a TCP port (1-65535)")
+
+
 WindowKind = Literal["count", "time"]
 
 
@@ -255,6 +311,7 @@ class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    lag: LagSettings = field(default_factory=LagSettings)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     #: Per-model monitor settings, already merged over ``monitor``.
     models: Mapping[str, MonitorConfig] = field(default_factory=dict)
@@ -289,6 +346,7 @@ class Settings:
         self.app.validate()
         self.ingest.validate()
         self.metrics.validate()
+        self.lag.validate()
         self.monitor.validate()
         for name, cfg in self.models.items():
             cfg.validate(f'models."{name}"')
@@ -300,6 +358,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "app": AppSettings,
     "ingest": IngestSettings,
     "metrics": MetricsSettings,
+    "lag": LagSettings,
     "monitor": MonitorConfig,
 }
 

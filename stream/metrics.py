@@ -28,6 +28,7 @@ import numpy.typing as npt
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Enum,
     Gauge,
     Histogram,
     disable_created_metrics,
@@ -36,7 +37,9 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["BulkHistogram", "Metrics"]
+from stream.core.lag import LagReading, PartitionStatus
+
+__all__ = ["BulkHistogram", "LagMetrics", "Metrics"]
 
 #: Seconds from event time to processing: from sub-second to a day behind.
 DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
@@ -79,6 +82,108 @@ class BulkHistogram:
         family = HistogramMetricFamily(self.name, self.documentation)
         family.add_metric([], list(zip(bounds, cumulative, strict=True)), total)
         yield family
+
+
+_PARTITION = ["group", "topic", "partition"]
+
+
+class LagMetrics:
+    """The backlog SLI of consumer groups, per (group, topic, partition); the same names
+    from the worker (its own partitions) and from ``driftstream lag`` (all partitions).
+
+    Values are never negative and never sentinels: a signal that is not known (the
+    backlog age when the record at the committed offset could not be read, rates before
+    two samples) is not exported. The series of a partition are removed when it is
+    revoked from the worker or disappears (:meth:`forget`).
+
+    >>> from stream.core.lag import OffsetSample, evaluate, LagPolicy
+    >>> m = LagMetrics(CollectorRegistry())
+    >>> m.observe("g", "predictions", 0, evaluate([OffsetSample(0, 10, 4, head_ts=-2.0)], 0, LagPolicy()))
+    >>> text = generate_latest(m.registry).decode()
+    >>> 'driftstream_consumer_lag_records{group="g",partition="0",topic="predictions"} 6.0' in text
+    True
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = r = registry
+        self._seen: set[tuple[str, str, str]] = set()
+        self.highwater = Gauge(
+            "driftstream_consumer_highwater_offset",
+            "Offset of the next record to be written to the partition (log-end offset).",
+            _PARTITION, registry=r)
+        self.committed = Gauge(
+            "driftstream_consumer_committed_offset",
+            "The group's committed offset: the next record it will read after a restart. "
+            "Absent when the group never committed on the partition.", _PARTITION, registry=r)
+        self.lag = Gauge(
+            "driftstream_consumer_lag_records",
+            "Offset lag: highwater minus committed offset (the log start when never "
+            "committed), never negative.", _PARTITION, registry=r)
+        self.position_lag = Gauge(
+            "driftstream_consumer_position_lag_records",
+            "Position lag: highwater minus this worker's fetch position (worker only).",
+            _PARTITION, registry=r)
+        self.age = Gauge(
+            "driftstream_backlog_age_seconds",
+            "Age of the oldest unprocessed record (now minus the timestamp of the record at "
+            "the committed offset); 0 when caught up.", _PARTITION, registry=r)
+        self.drain = Gauge(
+            "driftstream_backlog_drain_seconds",
+            "Time to drain the backlog at the current rates; +Inf when it is not shrinking, "
+            "0 when there is none.", _PARTITION, registry=r)
+        self.arrival = Gauge(
+            "driftstream_consumer_arrival_records_per_second",
+            "Records written to the partition per second, over the lag window.",
+            _PARTITION, registry=r)
+        self.processing = Gauge(
+            "driftstream_consumer_processing_records_per_second",
+            "Records committed by the group per second, over the lag window.",
+            _PARTITION, registry=r)
+        self.status = Enum(
+            "driftstream_consumer_status",
+            "Backlog status of the partition (see stream/core/lag.py for the precedence).",
+            _PARTITION, states=[s.value for s in PartitionStatus], registry=r)
+        self.sample_errors = Counter(
+            "driftstream_lag_sample_errors_total",
+            "Lag samples that failed (broker unreachable, group or topic unknown), by group.",
+            ["group"], registry=r)
+        self.last_sample = Gauge(
+            "driftstream_lag_last_sample_timestamp_seconds",
+            "When the lag of the group was last sampled (Unix time).", ["group"], registry=r)
+
+    def observe(self, group: str, topic: str, partition: int, reading: LagReading) -> None:
+        """Export one partition's :class:`~stream.core.lag.LagReading`."""
+        labels = (group, topic, str(partition))
+        self._seen.add(labels)
+        self.highwater.labels(*labels).set(reading.highwater)
+        if reading.committed is not None:
+            self.committed.labels(*labels).set(reading.committed)
+        self.lag.labels(*labels).set(reading.offset_lag)
+        for gauge, value in ((self.position_lag, reading.position_lag),
+                             (self.age, reading.backlog_age_seconds),
+                             (self.drain, reading.drain_seconds),
+                             (self.arrival, reading.arrival_rate),
+                             (self.processing, reading.processing_rate)):
+            if value is not None:
+                gauge.labels(*labels).set(value)
+            else:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+        self.status.labels(*labels).state(reading.status.value)
+
+    def partitions(self) -> set[tuple[str, str, int]]:
+        """The (group, topic, partition) whose series are exported now."""
+        return {(g, t, int(p)) for g, t, p in self._seen}
+
+    def forget(self, group: str, topic: str, partition: int) -> None:
+        """Remove a partition's series (revoked from this worker, or gone)."""
+        labels = (group, topic, str(partition))
+        self._seen.discard(labels)
+        for metric in (self.highwater, self.committed, self.lag, self.position_lag, self.age,
+                       self.drain, self.arrival, self.processing, self.status):
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
 
 
 class Metrics:
@@ -144,6 +249,7 @@ class Metrics:
             "Processing time minus event time of the events the monitors processed.",
             DELAY_BUCKETS)
         r.register(self.event_delay)
+        self.lag = LagMetrics(r)
 
     def observe_report(self, report: dict[str, Any]) -> None:
         """Update the per-series gauges from a window report."""

@@ -34,7 +34,7 @@ the alerts follow the same lifecycle as drift alerts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -198,6 +198,32 @@ class BacklogAlerts:
         event["alert_id"] = alert_id("backlog", None, None, None, detector, scope=f"{group}\x1f{topic}")
         event["pipeline"] = summary
         return event
+
+    def recover(self, events: Iterable[dict[str, Any]]) -> int:
+        """Take the states back from earlier backlog alert events (oldest first), e.g. read
+        back from the alerts topic at start-up, so a restarted monitor neither fires again
+        what is firing nor restarts episodes at 1. Returns the conditions recovered.
+
+        >>> a = BacklogAlerts()
+        >>> a.recover([{"kind": "backlog", "detector": "status", "status": "firing",
+        ...             "severity": "critical", "episode": 4, "ts": 1.0,
+        ...             "pipeline": {"group": "g", "topic": "t"}}])
+        1
+        >>> a.firing()
+        1
+        """
+        seen = set()
+        for e in events:
+            pipe = e.get("pipeline")
+            if e.get("kind") != "backlog" or not isinstance(pipe, dict):
+                continue
+            key = (pipe["group"], pipe["topic"], e["detector"])
+            firing = e["status"] == "firing"
+            self._states[key] = AlertState(
+                "firing" if firing else "ok", e["severity"], int(e["episode"]),
+                e["ts"] if firing else None)
+            seen.add(key)
+        return len(seen)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state, so a restarted monitor does not fire again what is firing."""

@@ -29,9 +29,12 @@ Signals of one partition (:class:`LagReading`):
 
   1. ``IDLE``: caught up now (lag ≤ ``allowed_lag``). Nothing to process, so nothing is
      late, whatever happened earlier in the window.
-  2. ``STOPPED``: there is a backlog and no live consumer: the group has no member (seen
-     by the outside monitor), or nothing has been committed for ``stop_after_seconds``
-     while the consumer's liveness is unknown.
+  2. ``STOPPED``: there has been a backlog continuously for ``stop_after_seconds``
+     without a commit, or for ``stall_after_seconds`` while the group has no member at
+     all (seen by the outside monitor). The first rule does not rely on the broker: a
+     killed worker's member lingers until its session times out (on some brokers until
+     the next rebalance), and a hung worker may keep heartbeating. The second needs the
+     stall too, so that the empty group of a rolling restart does not page.
   3. ``STALLED``: there has been a backlog *continuously* for ``stall_after_seconds``
      and the committed offset has not moved. Only this trailing stretch counts: a
      zero lag earlier in the window never masks a stall now (Burrow #745).
@@ -209,8 +212,10 @@ def evaluate(samples: Sequence[OffsetSample], now: float, policy: LagPolicy) -> 
     >>> evaluate(s, 40.0, p).status.name                         # 40 s without a commit
     'STOPPED'
     >>> dead = [OffsetSample(0.0, 50, 40, consumer_alive=False)]
-    >>> evaluate(dead, 0.0, p).reason
-    'a backlog of 10 records and no live consumer in the group'
+    >>> evaluate(dead, 0.0, p).status.name                       # a restart, perhaps
+    'OK'
+    >>> evaluate(dead, 10.0, p).reason
+    'a backlog of 10 records, no progress for 10 s and no member in the group'
     """
     if not samples:
         raise ValueError("evaluate() needs at least one sample")
@@ -244,10 +249,11 @@ def evaluate(samples: Sequence[OffsetSample], now: float, policy: LagPolicy) -> 
 
     if lag <= policy.allowed_lag:
         status, reason = PartitionStatus.IDLE, "caught up"
-    elif last.consumer_alive is False:
+    elif last.consumer_alive is False and stuck >= policy.stall_after_seconds:
         status = PartitionStatus.STOPPED
-        reason = f"a backlog of {lag} records and no live consumer in the group"
-    elif last.consumer_alive is None and stuck >= policy.stop_after_seconds:
+        reason = (f"a backlog of {lag} records, no progress for {stuck:.0f} s and no "
+                  "member in the group")
+    elif stuck >= policy.stop_after_seconds:
         status = PartitionStatus.STOPPED
         reason = f"a backlog of {lag} records and no commit for {stuck:.0f} s"
     elif stuck >= policy.stall_after_seconds:
@@ -321,7 +327,7 @@ class LagTracker:
         self._samples.pop(key, None)
         self._readings.pop(key, None)
 
-    def keys(self) -> list[Hashable]:
+    def tracked(self) -> list[Hashable]:
         return list(self._readings)
 
     def readings(self) -> Iterator[tuple[Hashable, LagReading]]:

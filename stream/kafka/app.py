@@ -29,6 +29,8 @@ outputs on the broker (at-least-once).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ from stream.core.reference import ReferenceProfile
 from stream.core.registry import MonitorRegistry
 from stream.errors import DriftstreamError
 from stream.kafka.ingest import IngestStage
+from stream.kafka.lag import LagProbe, LagSampler, LagTarget
 from stream.kafka.topics import model_of, partition_for, state_key
 from stream.metrics import Metrics
 
@@ -154,6 +157,22 @@ def create_app(
     async def run_ingest() -> None:
         await ingest.run()
 
+    if s.lag.in_worker:
+        lag = LagSampler(s.lag, LagProbe(k.bootstrap_servers, client_id=f"{s.app.id}-lag"),
+                         metrics.lag, clock=clock)
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def sample_lag() -> None:
+            """The backlog SLI of the partitions this worker owns (metrics only: alerts
+            come from ``driftstream lag``, which also sees a dead worker)."""
+            await lag.probe.start()
+            try:
+                while True:
+                    await asyncio.sleep(s.lag.interval_seconds)
+                    await lag.sample_once(await _worker_lag_targets(app, ingest, settings))
+            finally:
+                await lag.probe.stop()
+
     @app.agent(references)
     async def forward_references(stream: Any) -> None:
         """Route each published reference profile to the partition that owns its model."""
@@ -254,3 +273,29 @@ def create_app(
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return DriftApp(app=app, settings=settings, metrics=metrics, registry=registry, ingest=ingest)
+
+
+async def _worker_lag_targets(app: faust.App, ingest: IngestStage,
+                              settings: Settings) -> list[LagTarget]:
+    """This worker's partitions: the ingest group's (with fetch positions) and the Faust
+    group's by-model and references partitions."""
+    from aiokafka import TopicPartition
+
+    targets = []
+    consumer = ingest.consumer
+    if consumer is not None:
+        assigned = sorted(consumer.assignment())
+        positions = {}
+        for tp in assigned:
+            with contextlib.suppress(Exception):
+                positions[tp] = await asyncio.wait_for(consumer.position(tp), 0.5)
+        targets.append(LagTarget(ingest.group_id, assigned, True, positions))
+    t = settings.topics
+    try:
+        faust_assigned = app.consumer.assignment()
+    except Exception:  # not started yet, or stopping
+        faust_assigned = set()
+    mine = sorted(TopicPartition(tp.topic, tp.partition) for tp in faust_assigned
+                  if tp.topic in (t.by_model, t.references))
+    targets.append(LagTarget(settings.app.id, mine, True))
+    return targets

@@ -40,11 +40,15 @@ CASES = [
      30, S.STALLED),
     ("stalled needs a continuous backlog",
      series((0, 100, 100), (15, 100, 100), (25, 110, 100), (30, 120, 100)), 30, S.FALLING_BEHIND),
-    ("stopped: no commit for 60 s, liveness unknown",
+    ("stopped: no commit for 60 s",
      series((0, 100, 50), (30, 200, 50), (60, 300, 50)), 60, S.STOPPED),
-    ("stopped: no member in the group, at once", series((0, 100, 50), alive=False), 0, S.STOPPED),
-    ("alive but stuck for 60 s is stalled, not stopped",
-     series((0, 100, 50), (30, 200, 50), (60, 300, 50), alive=True), 60, S.STALLED),
+    ("no member and stuck past the stall time: stopped",
+     series((0, 100, 50), (30, 200, 50), alive=False), 30, S.STOPPED),
+    ("no member but not stuck for long (a rolling restart): not stopped",
+     series((0, 100, 50), (10, 200, 50), alive=False), 10, S.FALLING_BEHIND),
+    ("a member that heartbeats but commits nothing for 60 s is stopped",
+     series((0, 100, 50), (30, 200, 50), (60, 300, 50), alive=True), 60, S.STOPPED),
+    ("... and stalled before that", series((0, 100, 50), (45, 200, 50), alive=True), 45, S.STALLED),
     ("dead consumer with nothing to do is idle", series((0, 100, 100), alive=False), 0, S.IDLE),
     ("rewound: committed went backwards",
      series((0, 1000, 900), (10, 1010, 1000), (20, 1020, 400)), 20, S.REWOUND),
@@ -140,7 +144,7 @@ def test_tracker_ignores_samples_from_the_past_and_forgets() -> None:
     first = tracker.observe("k", OffsetSample(10.0, 10, 5))
     assert tracker.observe("k", OffsetSample(5.0, 99, 0)) is first
     tracker.forget("k")
-    assert len(tracker) == 0 and tracker.keys() == []
+    assert len(tracker) == 0 and tracker.tracked() == []
 
 
 def test_worst_status_order() -> None:

@@ -44,6 +44,7 @@ def make_env(bootstrap: str, unique: str, data_dir: Path, **overrides: Any) -> d
         "DRIFTSTREAM_MONITOR__WINDOW_SIZE": "500",
         "DRIFTSTREAM_MONITOR__WARMUP_EVENTS": "1000",
         "DRIFTSTREAM_MONITOR__MIN_WINDOW_VALUES": "100",
+        "DRIFTSTREAM_LAG__MONITOR_PORT": str(free_port()),
     }
     for topic in ("predictions", "features", "labels", "alerts", "reports", "references",
                   "dead_letter", "by_model"):
@@ -57,23 +58,28 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 
 class WorkerProcess:
-    """A ``driftstream worker`` subprocess."""
+    """A ``driftstream worker`` subprocess (or another ``driftstream`` subcommand that
+    serves ``/metrics``: ``command=["lag", "--watch"]``)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path,
+                 command: list[str] | None = None) -> None:
         self.env = env
         self.log_path = log_path
+        self.command = command or ["worker"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.settings = settings_from(env)
 
     def start(self) -> WorkerProcess:
         full = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=full,
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream", *self.command], env=full,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         return self
 
     @property
     def metrics_url(self) -> str:
+        if self.command[0] == "lag":
+            return f"http://127.0.0.1:{self.settings.lag.monitor_port}/metrics"
         return f"http://127.0.0.1:{self.settings.app.web_port}/metrics"
 
     def metrics(self) -> dict[str, float]:
@@ -102,7 +108,7 @@ class WorkerProcess:
             self.check_alive()
             try:
                 m = self.metrics()
-                if "driftstream_monitored_models" in m:
+                if "driftstream_monitored_models" in m or self.command[0] != "worker":
                     return
             except OSError:
                 pass
