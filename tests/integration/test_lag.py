@@ -246,3 +246,30 @@ async def test_idle_topic_reports_idle_with_age_zero_and_revoked_partitions_vani
         assert f'partition="0",topic="{topic}"' in text
     finally:
         await probe.stop()
+
+
+async def test_restarted_monitor_takes_back_firing_backlog_alerts(broker: Any, unique: str) -> None:
+    """The alert states come back from the alerts topic: no second firing, same episode."""
+    from stream.config import load_settings
+    from stream.core.backlog import BacklogAlerts
+    from stream.core.lag import LagReading
+    from stream.kafka.lag import _recover_alerts
+
+    settings = load_settings(env={"DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+                                  "DRIFTSTREAM_TOPICS__ALERTS": f"alerts-{unique}"})
+    stopped = LagReading(at=0.0, status=PartitionStatus.STOPPED, reason="test", highwater=9,
+                         committed=0, offset_lag=9, position_lag=None, backlog_age_seconds=99.0,
+                         arrival_rate=None, processing_rate=None, drain_seconds=None,
+                         stuck_seconds=99.0)
+    first = BacklogAlerts()
+    fired = first.evaluate("g", "t", {0: stopped}, ts=1.0)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    await producer.send_and_wait(settings.topics.alerts, orjson.dumps({"kind": "feature_drift"}))
+    for event in fired:
+        await producer.send_and_wait(settings.topics.alerts, orjson.dumps(event))
+    await producer.stop()
+    second = BacklogAlerts()
+    assert await _recover_alerts(settings, second) == len(fired) == 2
+    assert second.evaluate("g", "t", {0: stopped}, ts=2.0) == []
+    assert second.snapshot() == first.snapshot()
