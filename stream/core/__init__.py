@@ -12,6 +12,8 @@ One concept per module:
 - ``alerts``: the firing/resolved lifecycle with hysteresis;
 - ``monitor``: windows, PSI, ADWIN and alerts of one (model, version);
 - ``registry``: many monitors, routing of envelopes, caps;
+- ``labeljoin``: delayed labels joined to predictions, with TTL, grace and bounds;
+- ``quality``: model-quality metrics of joined pairs (the numbers of scikit-learn);
 - ``deadletter``: dead-letter records;
 - ``lag``: consumer lag signals and the backlog status of a partition;
 - ``backlog``: backlog alerts of a consumer group on a topic;
