@@ -22,13 +22,19 @@ are identical with and without it:
 >>> a[:100] == b[:100], a[100:] == b[100:]
 (True, False)
 
-Labels (delayed ground truth) are drawn from the prediction itself (``label ~
-Bernoulli(score)`` for a binary model), so the simulated models are calibrated until
-``accuracy_drop_at_seconds``, after which ``accuracy_drop`` of the labels are flipped
-(binary), moved to another class (multiclass) or pushed far off (regression).
+Labels (delayed ground truth, ``schemas/label.json``) are drawn from the prediction
+itself (``label ~ Bernoulli(score)`` for a binary model, a class drawn from ``scores``
+for a multiclass one, ``value + N(0, noise)`` for a regression), so the simulated models
+are calibrated until ``accuracy_drop_at_seconds``. From then on ``accuracy_drop`` of the
+labels are corrupted: flipped (binary), moved to another class drawn uniformly
+(multiclass), or pushed ``4 * max(noise, 1)`` away from the true value, up or down at
+random (regression, so its absolute error grows). ``label_coverage`` of the events get a
+label, ``label_delay_mean_seconds`` after the event on average, with the delay drawn from
+``label_delay_distribution`` (``exponential``, ``fixed`` or ``lognormal``).
 
 The sinks are thin: :func:`write_jsonl` writes events to a file and :func:`produce`
-publishes them to Kafka with aiokafka, paced in real time or as fast as possible.
+publishes them to Kafka with aiokafka, paced in real time or as fast as possible, events
+to the predictions topic and labels to the labels topic.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from stream.files import write_jsonl
 
 __all__ = [
     "DRIFT_FORMAT",
+    "LABEL_DELAY_DISTRIBUTIONS",
     "CategoricalFeature",
     "DriftSpec",
     "ModelSpec",
@@ -77,6 +84,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 Task = Literal["binary", "multiclass", "regression"]
 NumericDist = Literal["normal", "lognormal", "uniform", "poisson", "integer"]
+LabelDelayDist = Literal["exponential", "fixed", "lognormal"]
 
 #: The accepted form of ``--drift``, quoted in every error about it.
 DRIFT_FORMAT: Final = "MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]"
@@ -85,6 +93,10 @@ PREDICTION: Final = "prediction"
 
 _TASKS: Final = ("binary", "multiclass", "regression")
 _DISTS: Final = ("normal", "lognormal", "uniform", "poisson", "integer")
+#: The accepted label delay distributions (``SimConfig.label_delay_distribution``).
+LABEL_DELAY_DISTRIBUTIONS: Final = ("exponential", "fixed", "lognormal")
+#: The sigma of the log of a ``lognormal`` label delay.
+LABEL_DELAY_LOGNORMAL_SIGMA: Final = 1.0
 _CALIBRATION_SIZE: Final = 4000
 _DEFAULT_MAX_PENDING_LABELS: Final = 1_000_000
 
@@ -490,14 +502,28 @@ class SimConfig:
 
     ``rate`` is total events per second of simulated time; ``start_ts`` the event-time
     origin (``None``: the clock's now when the simulator starts). Labels are produced
-    when ``labels`` is set: ``label_coverage`` of the events get one, after an
-    exponential delay of mean ``label_delay_mean_seconds``. ``envelope`` is the number of
-    events per Kafka message (1: one JSON object; N > 1: JSON arrays of up to N).
+    when ``labels`` is set: ``label_coverage`` of the events get one, after a delay of
+    mean ``label_delay_mean_seconds`` drawn from ``label_delay_distribution``:
+
+    - ``"exponential"`` (the default): memoryless, many quick labels and a long tail;
+    - ``"fixed"``: exactly ``label_delay_mean_seconds`` for every label;
+    - ``"lognormal"``: ``exp(N(mu, 1.0))`` with ``mu = ln(mean) - 1/2``, so that its mean
+      is ``label_delay_mean_seconds`` (median ``mean / sqrt(e)``, a heavier tail).
+
+    The distribution changes the delays only: which events get a label, and the labels'
+    values, are the same for the same seed whatever the distribution.
+    ``accuracy_drop_at_seconds`` and ``accuracy_drop`` corrupt labels (see the module
+    docstring). ``envelope`` is the number of events per Kafka message (1: one JSON
+    object; N > 1: JSON arrays of up to N).
 
     >>> SimConfig(rate=0)
     Traceback (most recent call last):
     ...
     stream.errors.ConfigError: simulator rate must be a number > 0 (events per second), got 0
+    >>> SimConfig(label_delay_distribution="gamma")
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: simulator label_delay_distribution must be one of exponential, ..., not 'gamma'
     """
 
     models: tuple[ModelSpec, ...] = default_models()
@@ -507,6 +533,7 @@ class SimConfig:
     drifts: tuple[DriftSpec, ...] = ()
     labels: bool = False
     label_delay_mean_seconds: float = 30.0
+    label_delay_distribution: LabelDelayDist = "exponential"
     label_coverage: float = 0.9
     accuracy_drop_at_seconds: float | None = None
     accuracy_drop: float = 0.3
@@ -530,6 +557,11 @@ class SimConfig:
             )
         if not (_finite(self.label_delay_mean_seconds) and self.label_delay_mean_seconds > 0):
             raise ConfigError("simulator label_delay_mean_seconds must be > 0")
+        if self.label_delay_distribution not in LABEL_DELAY_DISTRIBUTIONS:
+            raise ConfigError(
+                "simulator label_delay_distribution must be one of"
+                f" {', '.join(LABEL_DELAY_DISTRIBUTIONS)}, not {self.label_delay_distribution!r}"
+            )
         for name in ("label_coverage", "accuracy_drop"):
             value = getattr(self, name)
             if not (_finite(value) and 0.0 <= value <= 1.0):
@@ -652,9 +684,12 @@ class Simulator:
             else (clock or SystemClock()).now()
         )
         seq = np.random.SeedSequence(config.seed)
-        stream_seq, label_seq = seq.spawn(2)
+        # spawn(3) gives the same first two children as spawn(2): adding the delay stream
+        # left the event and label streams of every seed unchanged.
+        stream_seq, label_seq, delay_seq = seq.spawn(3)
         self._rng = np.random.default_rng(stream_seq)
         self._label_rng = np.random.default_rng(label_seq)
+        self._delay_rng = np.random.default_rng(delay_seq)
         self._models = [self._prepare(spec) for spec in config.models]
         weights = np.array([m.weight for m in config.models], dtype=np.float64)
         self._weights = weights / weights.sum()
@@ -903,7 +938,7 @@ class Simulator:
         rng = self._label_rng
         n = len(events)
         covered = rng.random(n) < cfg.label_coverage
-        delays = rng.exponential(cfg.label_delay_mean_seconds, n)
+        delays = self._label_delays(rng.exponential(cfg.label_delay_mean_seconds, n))
         drop_at = cfg.accuracy_drop_at_seconds
         perturb = rng.random(n) < cfg.accuracy_drop
         perturb &= elapsed >= (math.inf if drop_at is None else drop_at)
@@ -940,6 +975,21 @@ class Simulator:
             }
             heapq.heappush(self._heap, (t, self._label_seq, label))
             self._label_seq += 1
+
+    def _label_delays(self, exponential: FloatArray) -> FloatArray:
+        """The label delays per ``label_delay_distribution``, from the exponential ones
+        the label stream always draws (so the distribution never shifts the draws that
+        decide coverage and label values)."""
+        cfg = self.config
+        mean = cfg.label_delay_mean_seconds
+        dist = cfg.label_delay_distribution
+        if dist == "exponential":
+            return exponential
+        if dist == "fixed":
+            return np.full(len(exponential), mean, dtype=np.float64)
+        sigma = LABEL_DELAY_LOGNORMAL_SIGMA
+        mu = math.log(mean) - sigma * sigma / 2
+        return np.asarray(self._delay_rng.lognormal(mu, sigma, len(exponential)), dtype=np.float64)
 
     @property
     def pending_labels(self) -> int:
@@ -1110,8 +1160,12 @@ async def produce(
     """Publish simulated traffic to Kafka; return ``{"events", "messages", "labels",
     "labels_dropped"}``.
 
-    Messages are keyed by model name, so each model's events stay in order within a
-    partition, and carry ``config.envelope`` events each. ``realtime``: paced to
+    Events go to ``predictions_topic``; with ``config.labels``, labels go to
+    ``labels_topic`` (one label, a JSON object, per message) once their label time is
+    due. Pass the deployment's ``settings.topics.predictions``/``settings.topics.labels``
+    when they are not the defaults. Messages are keyed by model name, so each model's
+    events (and labels) stay in order within a partition, and events are sent
+    ``config.envelope`` per message. ``realtime``: paced to
     ``config.rate`` with ``ts`` = wall-clock time (``duration_seconds`` is wall time;
     labels still pending at the end are not sent). Otherwise: as fast as the broker takes
     them, in simulated time from ``config.start_ts`` (``duration_seconds`` is simulated
@@ -1217,7 +1271,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="mean label delay (exponential)",
+        help="mean label delay, whatever --label-delay-distribution",
+    )
+    parser.add_argument(
+        "--label-delay-distribution",
+        default="exponential",
+        metavar="{" + ",".join(LABEL_DELAY_DISTRIBUTIONS) + "}",
+        help="distribution of the label delays, all of mean --label-delay: exponential"
+        " (default), fixed (every label exactly --label-delay late) or lognormal (sigma 1.0)",
     )
     parser.add_argument(
         "--label-coverage", type=float, default=0.9, help="share of events that get a label"
@@ -1309,6 +1370,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     >>> cfg = config_from_args(parser.parse_args(["--rate", "50", "--drift", "eta:prediction:30"]))
     >>> cfg.rate, cfg.drifts[0].features
     (50.0, ('prediction',))
+    >>> config_from_args(parser.parse_args(["--label-delay-distribution", "fixed"])
+    ...                  ).label_delay_distribution
+    'fixed'
     >>> config_from_args(parser.parse_args(["--envelope", "0"]))
     Traceback (most recent call last):
     ...
@@ -1334,6 +1398,12 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     delay = opt("label_delay", 30.0)
     if not (_finite(delay) and delay > 0):
         raise ConfigError(f"--label-delay must be a number of seconds > 0, got {delay!r}")
+    delay_dist = opt("label_delay_distribution", "exponential")
+    if delay_dist not in LABEL_DELAY_DISTRIBUTIONS:
+        raise ConfigError(
+            f"--label-delay-distribution must be one of {', '.join(LABEL_DELAY_DISTRIBUTIONS)},"
+            f" got {delay_dist!r}"
+        )
     coverage = opt("label_coverage", 0.9)
     if not (_finite(coverage) and 0 <= coverage <= 1):
         raise ConfigError(f"--label-coverage must be a share in [0, 1], got {coverage!r}")
@@ -1367,6 +1437,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         drifts=drifts,
         labels=bool(opt("labels", False)),
         label_delay_mean_seconds=float(delay),
+        label_delay_distribution=delay_dist,
         label_coverage=float(coverage),
         accuracy_drop_at_seconds=None if drop_at is None else float(drop_at),
         accuracy_drop=float(drop),

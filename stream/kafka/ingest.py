@@ -1,4 +1,5 @@
-"""The bulk ingest stage: producers' topics in, validated events regrouped by model out.
+"""The bulk ingest stage: producers' topics in, validated events and labels regrouped by
+model out.
 
 Faust dispatches each Kafka message through its conductor, an event, a queue and the
 agent's stream: about 250 µs per message on our machines, so a bare Faust agent tops out
@@ -8,6 +9,14 @@ driftstream there. The ingest stage therefore reads the input topics with aiokaf
 pass, and publishes one *envelope* per model and batch on the by-model topic, where the
 Faust agent that owns the model picks it up. Faust's per-message cost is then paid once
 per envelope (hundreds of events), not once per event.
+
+Three input topics are read: predictions and features (events, published as
+``{"type": "columns", ...}`` envelopes, see :mod:`stream.core.columns`) and labels, the
+delayed ground truth (``schemas/label.json``), published as
+``{"type": "labels", "model": m, "labels": {"event_id": [...], "label": [...],
+"ts": [...]}}`` envelopes on the same by-model partition as the model's events, so the
+agent that owns a model sees its predictions and their labels. Bad events and bad labels
+alike go to the dead-letter topic.
 
 It is stateless, runs as a Faust-managed task in every worker, and forms its own
 consumer group (``<app.id>-ingest``), so workers share the input partitions.
@@ -35,7 +44,7 @@ from stream.config import Settings
 from stream.core.clock import Clock, SystemClock
 from stream.core.columns import columns_from_events
 from stream.core.deadletter import dead_letter_record
-from stream.core.events import decode_message, normalize_event
+from stream.core.events import decode_message, normalize_event, normalize_label
 from stream.errors import InvalidEvent
 from stream.kafka.topics import partition_for
 from stream.metrics import Metrics
@@ -44,7 +53,8 @@ __all__ = ["ENVELOPE_MAX_EVENTS", "IngestStage", "Record", "RoutedBatch", "route
 
 log = logging.getLogger(__name__)
 
-#: Events per by-model envelope at most (keeps messages well under Kafka's 1 MB default).
+#: Events (or labels) per by-model envelope at most (keeps messages well under Kafka's 1 MB
+#: default).
 ENVELOPE_MAX_EVENTS = 500
 
 
@@ -77,10 +87,24 @@ def route(
     dead_letter_max_bytes: int,
     now: float,
 ) -> RoutedBatch:
-    """Decode ``records``, group valid events by model (order kept within a model), and
-    build the envelopes ``(model, partition, value)`` and dead-letter records.
+    """Decode ``records``, group valid events and labels by model (order kept within a
+    model), and build the envelopes ``(model, partition, value)`` and dead-letter records.
 
-    ``kinds`` maps an input topic to the kind of its events (prediction or feature).
+    ``kinds`` maps an input topic to the kind of its records: ``"prediction"`` or
+    ``"feature"`` (events), or ``"label"`` (labels).
+
+    Each model's events become ``{"type": "columns", "model": m, "columns": {...}}``
+    envelopes and its labels ``{"type": "labels", "model": m, "labels": {"event_id":
+    [...], "label": [...], "ts": [...]}}`` envelopes (columnar lists, in input order), at
+    most :data:`ENVELOPE_MAX_EVENTS` rows each, all on ``partition_for(model,
+    partitions)``. Events and labels never share an envelope. Envelope order is
+    deterministic: models in the order they first appear in ``records`` (event or label),
+    and for each model its event envelopes first, then its label envelopes. A label
+    therefore never overtakes a prediction of the same model and batch; one arriving
+    before its prediction in a later batch is the label join's business.
+
+    ``accepted`` counts the valid events or labels per input topic; each invalid one
+    becomes one dead-letter record, with the offset of the record that carried it.
 
     >>> recs = [Record("p", 0, 5, b'{"event_id": "a", "model": "m", "ts": 1, "features": {},'
     ...                            b' "prediction": 1}'), Record("p", 0, 6, b"nope")]
@@ -88,26 +112,41 @@ def route(
     ...             dead_letter_max_bytes=100, now=0.0)
     >>> [(m, p) for m, p, _ in out.envelopes], out.dead_letters[0]["source"]["offset"]
     ([('m', 0)], 6)
+
+    Labels, here a JSON array with one bad element:
+
+    >>> recs = [Record("l", 1, 7, b'[{"event_id": "a", "model": "m", "label": true, "ts": 9},'
+    ...                           b' {"event_id": "b", "model": "m", "ts": 9}]')]
+    >>> out = route(recs, kinds={"l": "label"}, partitions=4, max_message_bytes=1000,
+    ...             dead_letter_max_bytes=100, now=0.0)
+    >>> (model, partition, value), = out.envelopes
+    >>> model, partition, orjson.loads(value)
+    ('m', 0, {'type': 'labels', 'model': 'm', 'labels': {'event_id': ['a'], 'label': [True], 'ts': [9.0]}})
+    >>> out.dead_letters[0]["reason"], out.dead_letters[0]["source"], out.accepted
+    ('missing_field', {'topic': 'l', 'partition': 1, 'offset': 7, 'index': 1}, {'l': 1})
     """
-    by_model: dict[str, list[dict[str, Any]]] = {}
+    # model -> (events, labels), in order of first appearance
+    by_model: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     out = RoutedBatch()
     accepted = out.accepted
     for rec in records:
         kind = kinds[rec.topic]
+        slot = 1 if kind == "label" else 0
         value = rec.value
-        # Fast path, the common case: a message holding one valid event.
+        # Fast path, the common case: a message holding one valid event or label.
         if value and len(value) <= max_message_bytes and value[:1] == b"{":
             try:
-                e = normalize_event(orjson.loads(value), kind, from_json=True)
+                obj = orjson.loads(value)
+                e = normalize_label(obj) if slot else normalize_event(obj, kind, from_json=True)
             except (orjson.JSONDecodeError, InvalidEvent):
                 pass  # the general path below says precisely what is wrong
             else:
-                by_model.setdefault(e["model"], []).append(e)
+                by_model.setdefault(e["model"], ([], []))[slot].append(e)
                 accepted[rec.topic] = accepted.get(rec.topic, 0) + 1
                 continue
         batch = decode_message(value, kind, max_bytes=max_message_bytes)
         for e in batch.events:
-            by_model.setdefault(e["model"], []).append(e)
+            by_model.setdefault(e["model"], ([], []))[slot].append(e)
         if batch.events:
             accepted[rec.topic] = accepted.get(rec.topic, 0) + len(batch.events)
         for rej in batch.rejects:
@@ -115,13 +154,28 @@ def route(
                 dead_letter_record(rej, topic=rec.topic, partition=rec.partition,
                                    offset=rec.offset, now=now, max_bytes=dead_letter_max_bytes)
             )
-    for model, events in by_model.items():
+    for model, (events, labels) in by_model.items():
         p = partition_for(model, partitions)
         for i in range(0, len(events), ENVELOPE_MAX_EVENTS):
             cols = columns_from_events(events[i:i + ENVELOPE_MAX_EVENTS])
             value = orjson.dumps({"type": "columns", "model": model, "columns": cols})
             out.envelopes.append((model, p, value))
+        for i in range(0, len(labels), ENVELOPE_MAX_EVENTS):
+            out.envelopes.append((model, p, _labels_envelope(model, labels[i:i + ENVELOPE_MAX_EVENTS])))
     return out
+
+
+def _labels_envelope(model: str, labels: list[dict[str, Any]]) -> bytes:
+    """The by-model envelope of normalised labels of ``model``: columnar lists."""
+    return orjson.dumps({
+        "type": "labels",
+        "model": model,
+        "labels": {
+            "event_id": [lab["event_id"] for lab in labels],
+            "label": [lab["label"] for lab in labels],
+            "ts": [lab["ts"] for lab in labels],
+        },
+    })
 
 
 class IngestStage:
@@ -132,7 +186,7 @@ class IngestStage:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         t = settings.topics
-        self.kinds = {t.predictions: "prediction", t.features: "feature"}
+        self.kinds = {t.predictions: "prediction", t.features: "feature", t.labels: "label"}
         self.consumer: Any = None
         self.producer: Any = None
         self.batches = 0

@@ -17,7 +17,9 @@ import pytest
 
 from stream.core.events import decode_message, normalize_event, normalize_label
 from stream.errors import ConfigError
+from stream.kafka.ingest import Record, route
 from stream.simulate import (
+    LABEL_DELAY_DISTRIBUTIONS,
     DriftSpec,
     NumericFeature,
     SimConfig,
@@ -273,6 +275,115 @@ def test_binary_labels_are_consistent_with_the_score(
     assert positives == pytest.approx(mean_score, abs=0.015)  # calibrated before the drop
 
 
+def test_regression_accuracy_drop_pushes_labels_far_off() -> None:
+    """For a regression, a corrupted label is ``value + N(0, noise) +- 4 * noise``: the
+    share of large errors jumps from the noise's tail to about ``accuracy_drop``."""
+    sim = make(labels=True, label_coverage=1.0, accuracy_drop_at_seconds=AT, accuracy_drop=0.3)
+    events = sim.batch(N)
+    truth = {lab["event_id"]: lab["label"] for lab in sim.due_labels(math.inf)}
+    noise = next(m for m in default_models() if m.name == "eta").noise
+
+    def far_share(evs: list[dict[str, Any]]) -> float:
+        errors = np.array([truth[e["event_id"]] - e["prediction"] for e in evs])
+        assert np.isfinite(errors).all()
+        return float(np.mean(np.abs(errors) > 2.4 * noise))
+
+    before, after = split(events, "eta")
+    assert far_share(before) < 0.04
+    assert far_share(after) == pytest.approx(0.3 * 0.95 + 0.7 * 0.016, abs=0.04)
+    assert all(isinstance(truth[e["event_id"]], float) for e in after)
+
+
+# ------------------------------------------------------------------ label delay distributions
+
+
+def delays_of(dist: str, mean: float = 20.0, seed: int = 7, n: int = N, rate: float = RATE,
+              **kw: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    kw.setdefault("label_coverage", 1.0)
+    sim = make(labels=True, label_delay_mean_seconds=mean, label_delay_distribution=dist,
+               seed=seed, rate=rate, **kw)
+    events = sim.batch(n)
+    labels = sim.due_labels(math.inf)
+    ts = {e["event_id"]: e["ts"] for e in events}
+    return np.array([lab["ts"] - ts[lab["event_id"]] for lab in labels]), labels
+
+
+@pytest.mark.parametrize("dist", LABEL_DELAY_DISTRIBUTIONS)
+def test_every_delay_distribution_has_the_configured_mean(dist: str) -> None:
+    delays, labels = delays_of(dist)
+    assert len(delays) == N and (delays >= 0).all()
+    # 20000 delays: the standard error of the mean is 0.7% (exponential) and 0.9%
+    # (lognormal, whose std is 1.31 times its mean) of it; 5% is over 5 of them.
+    assert delays.mean() == pytest.approx(20.0, rel=0.05)
+    assert [lab["ts"] for lab in labels] == sorted(lab["ts"] for lab in labels)
+    for lab in labels[:100]:
+        normalize_label(lab)
+
+
+def test_each_delay_distribution_has_its_shape() -> None:
+    exp, _ = delays_of("exponential")
+    assert np.median(exp) == pytest.approx(20.0 * math.log(2), rel=0.05)
+    assert exp.std() == pytest.approx(20.0, rel=0.05)
+    logn, _ = delays_of("lognormal")
+    logs = np.log(logn)
+    assert logs.std() == pytest.approx(1.0, rel=0.05)  # sigma 1.0
+    assert np.median(logn) == pytest.approx(20.0 / math.sqrt(math.e), rel=0.05)
+    assert logs.mean() == pytest.approx(math.log(20.0) - 0.5, abs=0.03)
+    fixed, _ = delays_of("fixed")
+    assert fixed.std() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_fixed_delay_is_exactly_the_mean() -> None:
+    # at 8 events/s every ts is a multiple of 1/8: exact in binary, so is ts + 12.5
+    delays, labels = delays_of("fixed", mean=12.5, n=2000, rate=8.0)
+    assert len(labels) == 2000 and set(delays.tolist()) == {12.5}
+
+
+def test_the_delay_distribution_changes_the_delays_only() -> None:
+    kw = {"accuracy_drop_at_seconds": 2.0, "n": 5000}  # some labels corrupted, too
+    runs = {d: delays_of(d, label_coverage=0.8, **kw) for d in LABEL_DELAY_DISTRIBUTIONS}
+
+    def content(labels: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+        return sorted((lab["event_id"], lab["label"]) for lab in labels)
+
+    expected = content(runs["exponential"][1])
+    assert len(expected) == pytest.approx(0.8 * 5000, rel=0.05)
+    for dist, (_, labels) in runs.items():
+        assert content(labels) == expected, dist
+    assert not np.allclose(runs["lognormal"][0], runs["exponential"][0])
+    # the events themselves never depend on the labels' settings
+    assert make(labels=True, label_delay_distribution="lognormal").batch(500) == make().batch(500)
+
+
+@pytest.mark.parametrize("dist", LABEL_DELAY_DISTRIBUTIONS)
+def test_delays_are_deterministic_for_a_seed(dist: str) -> None:
+    a, labels_a = delays_of(dist, n=3000, seed=5)
+    b, labels_b = delays_of(dist, n=3000, seed=5)
+    assert labels_a == labels_b and a.tolist() == b.tolist()
+    c, _ = delays_of(dist, n=3000, seed=6)
+    if dist == "fixed":
+        assert c.tolist() == pytest.approx(a.tolist(), abs=1e-5)
+    else:
+        assert c.tolist() != a.tolist()
+
+
+def test_the_default_delay_distribution_is_exponential() -> None:
+    assert SimConfig().label_delay_distribution == "exponential"
+    default = make(labels=True)
+    explicit = make(labels=True, label_delay_distribution="exponential")
+    assert default.batch(3000) == explicit.batch(3000)
+    assert default.due_labels(math.inf) == explicit.due_labels(math.inf)
+
+
+@pytest.mark.parametrize("bad", ["gamma", "Exponential", "", None, 1])
+def test_an_unknown_delay_distribution_is_a_config_error(bad: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        SimConfig(label_delay_distribution=bad)
+    message = str(info.value)
+    assert "label_delay_distribution" in message
+    assert "exponential, fixed, lognormal" in message and repr(bad) in message
+
+
 def test_label_heap_is_bounded() -> None:
     sim = Simulator(
         SimConfig(start_ts=START, labels=True, label_coverage=1.0), max_pending_labels=100
@@ -386,6 +497,38 @@ async def test_produce_fast_sends_enveloped_events_and_all_labels() -> None:
     assert len(labels) == pytest.approx(0.9 * 2500, rel=0.05)
 
 
+async def test_produce_sends_labels_to_the_labels_topic_and_ingest_routes_them() -> None:
+    made: list[FakeProducer] = []
+
+    def factory(bootstrap: str) -> FakeProducer:
+        made.append(FakeProducer(bootstrap))
+        return made[-1]
+
+    config = SimConfig(start_ts=START, labels=True, label_coverage=1.0, envelope=5,
+                       label_delay_distribution="fixed", label_delay_mean_seconds=0.5)
+    counts = await produce("h:1", config, max_events=600, realtime=False,
+                           predictions_topic="my-preds", labels_topic="my-labels",
+                           producer_factory=factory)
+    sent = made[0].sent
+    assert {t for t, _, _ in sent} == {"my-preds", "my-labels"}
+    labels = [(k, v) for t, k, v in sent if t == "my-labels"]
+    assert counts["labels"] == len(labels) == 600
+    ids = {e["event_id"] for t, _, v in sent if t == "my-preds" for e in orjson.loads(v)}
+    for key, value in labels:
+        batch = decode_message(value, "label")
+        assert batch.rejects == [] and len(batch.events) == 1
+        (lab,) = batch.events
+        assert key.decode() == lab["model"] and lab["event_id"] in ids
+    # what ingest makes of them: one labels envelope per model, nothing dead-lettered
+    records = [Record(t, 0, i, v) for i, (t, _, v) in enumerate(sent)]
+    out = route(records, kinds={"my-preds": "prediction", "my-labels": "label"}, partitions=4,
+                max_message_bytes=1 << 20, dead_letter_max_bytes=100, now=0.0)
+    assert out.dead_letters == [] and out.accepted == {"my-preds": 600, "my-labels": 600}
+    envs = [orjson.loads(v) for _, _, v in out.envelopes]
+    routed = [eid for env in envs if env["type"] == "labels" for eid in env["labels"]["event_id"]]
+    assert sorted(routed) == sorted(ids)
+
+
 async def test_produce_realtime_stamps_wall_clock_time() -> None:
     made: list[FakeProducer] = []
 
@@ -422,11 +565,13 @@ def test_config_from_args_parses_every_option() -> None:
     args = parse(
         "--rate", "50", "--seed", "3", "--drift", "fraud:amount,country:60:1.5",
         "--drift", "eta:prediction:30", "--labels", "--label-delay", "12",
+        "--label-delay-distribution", "lognormal",
         "--accuracy-drop-at", "90", "--envelope", "20", "--duration", "10",
     )  # fmt: skip
     cfg = config_from_args(args)
     assert (cfg.rate, cfg.seed, cfg.labels, cfg.envelope) == (50.0, 3, True, 20)
     assert cfg.label_delay_mean_seconds == 12.0 and cfg.accuracy_drop_at_seconds == 90.0
+    assert cfg.label_delay_distribution == "lognormal"
     assert cfg.drifts == (
         DriftSpec("fraud", ("amount", "country"), 60.0, 1.5),
         DriftSpec("eta", ("prediction",), 30.0, 1.0),
@@ -435,6 +580,9 @@ def test_config_from_args_parses_every_option() -> None:
     assert config_from_args(parse("--reference-out", "r.jsonl")).models == default_models()
     defaults = config_from_args(parse())
     assert (defaults.rate, defaults.seed, defaults.drifts, defaults.labels) == (300.0, 7, (), False)
+    assert defaults.label_delay_distribution == "exponential"
+    for dist in LABEL_DELAY_DISTRIBUTIONS:
+        assert config_from_args(parse("--label-delay-distribution", dist)).label_delay_distribution == dist
 
 
 @pytest.mark.parametrize(
@@ -469,6 +617,8 @@ def test_bad_drift_strings_are_rejected(text: str, problem: str) -> None:
         (("--rate", "0"), "--rate"),
         (("--envelope", "0"), "--envelope"),
         (("--label-delay", "-1"), "--label-delay"),
+        (("--label-delay-distribution", "gamma"),
+         "--label-delay-distribution must be one of exponential, fixed, lognormal"),
         (("--accuracy-drop-at", "-1"), "--accuracy-drop-at"),
         (("--seed", "-1"), "--seed"),
         (("--model", "nope"), "--model"),
