@@ -81,11 +81,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"wrote {n} reference events to {args.reference_out}")
         if args.out:
             n_events = args.max_events or int(config.rate * (args.duration or 60))
-            n = simulate.write_jsonl(args.out, sim.batch(n_events))
-            print(f"wrote {n} events to {args.out}")
+            if config.labels:
+                counts = simulate.simulate_to_file(config, args.out, max_events=n_events)
+                print(f"wrote {counts['events']} events to {args.out} and {counts['labels']} "
+                      f"labels beside it (.labels.jsonl)")
+            else:
+                n = simulate.write_jsonl(args.out, sim.batch(n_events))
+                print(f"wrote {n} events to {args.out}")
         return 0
+    settings = load_settings(args.config)
+    t = settings.topics
     counts = asyncio.run(simulate.produce(
-        args.bootstrap, config, duration_seconds=args.duration, max_events=args.max_events))
+        args.bootstrap, config, duration_seconds=args.duration, max_events=args.max_events,
+        predictions_topic=t.predictions, labels_topic=t.labels))
     print(orjson.dumps(counts).decode())
     return 0
 
@@ -184,17 +192,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             events, _ = read_reference_events(path)
             refs += build_profiles(events, settings)
-    result = replay_files(args.events, settings, references=refs, kind=args.kind)
+    result = replay_files(args.events, settings, references=refs, kind=args.kind,
+                          labels_path=args.labels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "reports.jsonl", result.reports)
     write_jsonl(out / "alerts.jsonl", result.alerts)
     write_jsonl(out / "dead-letters.jsonl", result.dead_letters)
+    if args.labels:
+        write_jsonl(out / "quality-reports.jsonl", result.quality_reports)
     for alert in result.alerts:
         print(format_alert(alert))
-    print(orjson.dumps({"events": result.events, "reports": len(result.reports),
-                        "alerts": len(result.alerts), "dead_letters": len(result.dead_letters),
-                        "rejected_by_cap": result.rejected_by_cap, "out": str(out)}).decode())
+    summary: dict[str, Any] = {
+        "events": result.events, "reports": len(result.reports), "alerts": len(result.alerts),
+        "dead_letters": len(result.dead_letters), "rejected_by_cap": result.rejected_by_cap,
+        "out": str(out)}
+    if args.labels:
+        summary |= {"labels": result.labels, "quality_reports": len(result.quality_reports),
+                    "label_join": result.label_join}
+    print(orjson.dumps(summary).decode())
     return 0
 
 
@@ -282,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference: events (.jsonl) or profiles from `reference --out`; "
                         "repeatable. Without one, each version warms up on its first events.")
     p.add_argument("--kind", choices=["prediction", "feature"], default="prediction")
+    p.add_argument("--labels", help="JSON Lines file of label events: joined to the predictions "
+                                    "by event time; writes quality-reports.jsonl")
     p.add_argument("--out", default="replay-out", help="output directory")
 
     p = add("demo", cmd_demo,

@@ -220,6 +220,13 @@ class LagSettings:
 
 
 WindowKind = Literal["count", "time"]
+QualityTask = Literal["auto", "binary", "multiclass", "regression"]
+#: Quality metrics that can carry an SLO: True when higher is better.
+QUALITY_METRICS: Mapping[str, bool] = MappingProxyType({
+    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
+    "macro_f1": True, "r2": True, "log_loss": False, "brier": False, "mae": False,
+    "rmse": False,
+})
 
 
 @dataclass(frozen=True)
@@ -265,6 +272,42 @@ class MonitorConfig:
     #: Per-feature threshold overrides: feature -> (warning, critical).
     feature_thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
+    # -- delayed labels and quality ---------------------------------------------------
+    #: Keep predictions for the label join and compute quality. Off saves the join's
+    #: per-prediction cost for models that never get labels.
+    quality_enabled: bool = True
+    #: ``auto`` infers it from the first joined pairs: a numeric prediction ``value`` is
+    #: regression; boolean or 0/1 labels are binary; anything else is multiclass.
+    quality_task: QualityTask = "auto"
+    #: ``count``: windows of ``quality_window_size`` joined pairs. ``time``: label-time
+    #: tumbling windows of ``quality_window_seconds``, closed by the join's watermark.
+    quality_window_kind: WindowKind = "count"
+    quality_window_size: int = 500
+    quality_window_seconds: float = 300.0
+    #: Binary: a prediction without a label is positive when its score is >= this.
+    quality_threshold: float = 0.5
+    #: Windows with fewer joined pairs do not change quality alert state.
+    quality_min_pairs: int = 50
+    #: Alert when a metric is worse than the reference quality by more than this share
+    #: (0.1: 10 % lower accuracy, 10 % higher MAE). The reference quality is the mean of
+    #: the first ``quality_baseline_windows`` windows of a version. 0 disables.
+    quality_margin: float = 0.1
+    quality_baseline_windows: int = 3
+    #: A quality alert resolves once the metric is back past its bound by this share.
+    quality_hysteresis: float = 0.02
+    #: ADWIN on the per-prediction error (0/1 loss, or absolute error).
+    quality_adwin: bool = True
+    #: How long (event time) a prediction waits for its label, and a label for its
+    #: prediction; the bounds of the two waiting stores (the oldest are evicted, counted).
+    label_ttl_seconds: float = 7 * 86400.0
+    label_grace_seconds: float = 3600.0
+    max_pending_predictions: int = 100_000
+    max_early_labels: int = 10_000
+    #: Absolute SLOs per quality metric: a floor for accuracy, precision, recall, f1,
+    #: roc_auc, macro_f1, r2; a ceiling for log_loss, brier, mae, rmse (TOML table
+    #: ``quality_slo``, file only).
+    quality_slo: Mapping[str, float] = field(default_factory=dict)
+
     def validate(self, where: str = "monitor") -> None:
         if self.window_kind not in get_args(WindowKind):
             raise ConfigError(f"{where}.window_kind={self.window_kind!r}: use 'count' or 'time'")
@@ -291,6 +334,28 @@ class MonitorConfig:
         _thresholds(where, self.psi_warning, self.psi_critical)
         for feature, (warn, crit) in self.feature_thresholds.items():
             _thresholds(f"{where}.features.{feature}", warn, crit)
+        if self.quality_task not in get_args(QualityTask):
+            raise ConfigError(f"{where}.quality_task={self.quality_task!r}: use one of "
+                              f"{list(get_args(QualityTask))}")
+        if self.quality_window_kind not in get_args(WindowKind):
+            raise ConfigError(f"{where}.quality_window_kind={self.quality_window_kind!r}: "
+                              "use 'count' or 'time'")
+        for name in ("quality_window_size", "quality_window_seconds", "quality_min_pairs",
+                     "quality_baseline_windows", "label_ttl_seconds", "max_pending_predictions",
+                     "max_early_labels"):
+            _positive(f"{where}.{name}", getattr(self, name))
+        if not 0 <= self.quality_threshold <= 1:
+            raise ConfigError(f"{where}.quality_threshold must be in [0, 1]")
+        if not 0 <= self.quality_margin < 1 or not 0 <= self.quality_hysteresis < 1:
+            raise ConfigError(f"{where}.quality_margin and quality_hysteresis must be in [0, 1)")
+        if self.label_grace_seconds < 0:
+            raise ConfigError(f"{where}.label_grace_seconds must be >= 0")
+        for metric, bound in self.quality_slo.items():
+            if metric not in QUALITY_METRICS:
+                raise ConfigError(f"{where}.quality_slo.{metric}: unknown metric; known: "
+                                  f"{sorted(QUALITY_METRICS)}")
+            if not isinstance(bound, float):
+                raise ConfigError(f"{where}.quality_slo.{metric} must be a number")
 
     @property
     def step(self) -> int:
@@ -398,6 +463,7 @@ def load_settings(
                 )
     sections: dict[str, Any] = {}
     monitor_features: dict[str, Any] = {}
+    monitor_slo: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         values = dict(data.get(name, {}))
         origin = {k: f"{path}" for k in values}
@@ -408,8 +474,11 @@ def load_settings(
                 origin[key[len(prefix):].lower()] = key
         if name == "monitor":
             monitor_features = values.pop("features", {})
+            monitor_slo = values.pop("quality_slo", {})
         sections[name] = _build(cls, values, name, origin)
-    sections["monitor"] = _with_features(sections["monitor"], "monitor", monitor_features, path)
+    sections["monitor"] = _with_slo(
+        _with_features(sections["monitor"], "monitor", monitor_features, path),
+        "monitor", monitor_slo, path)
     models = MappingProxyType({
         model: _model_config(sections["monitor"], model, dict(raw), path)
         for model, raw in data.get("models", {}).items()
@@ -422,8 +491,20 @@ def load_settings(
 def _model_config(base: MonitorConfig, model: str, raw: dict[str, Any], path: Any) -> MonitorConfig:
     where = f'models."{model}"'
     features = raw.pop("features", {})
+    slo = raw.pop("quality_slo", {})
     cfg = _build(MonitorConfig, raw, where, {k: str(path) for k in raw}, base=base)
-    return _with_features(cfg, where, features, path)
+    return _with_slo(_with_features(cfg, where, features, path), where, slo, path)
+
+
+def _with_slo(cfg: MonitorConfig, where: str, table: Any, path: Any) -> MonitorConfig:
+    """``cfg`` with the quality SLOs of ``[<where>.quality_slo]`` merged over its own."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}.quality_slo must be a table of metric = bound (file only)")
+    slo = dict(cfg.quality_slo)
+    for metric, bound in table.items():
+        slo[metric] = _coerce(float, bound, f"{where}.quality_slo.{metric}", str(path))
+    merged: MonitorConfig = replace(cfg, quality_slo=MappingProxyType(slo))
+    return merged
 
 
 def _with_features(
@@ -453,7 +534,7 @@ def _build(
     base: Any = None,
 ) -> Any:
     hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.name != "feature_thresholds"}
+    known = {f.name for f in fields(cls) if f.name not in ("feature_thresholds", "quality_slo")}
     unknown = set(values) - known
     if unknown:
         src = ", ".join(sorted(f"{k} (from {origin.get(k, '?')})" for k in unknown))

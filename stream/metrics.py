@@ -249,6 +249,34 @@ class Metrics:
             "Processing time minus event time of the events the monitors processed.",
             DELAY_BUCKETS)
         r.register(self.event_delay)
+        self.quality = Gauge(
+            "driftstream_quality",
+            "Quality metric of the last labelled window, per model version and metric "
+            "(accuracy, precision, recall, f1, roc_auc, log_loss, brier, macro_f1, mae, rmse, r2).",
+            ["model", "model_version", "metric"], registry=r)
+        self.quality_alerts_firing = Gauge(
+            "driftstream_quality_alerts_firing",
+            "Quality alert conditions firing now, per model version.",
+            ["model", "model_version"], registry=r)
+        self.label_coverage = Gauge(
+            "driftstream_label_coverage_ratio",
+            "Share of predictions that got their label within the TTL, among those whose "
+            "fate is decided (joined, expired or evicted), per model.", ["model"], registry=r)
+        self.label_pending = Gauge(
+            "driftstream_label_join_pending",
+            "Predictions waiting for their label in the join table, per model.", ["model"],
+            registry=r)
+        self.label_join = Counter(
+            "driftstream_label_join_events_total",
+            "Label join outcomes: joined, expired_predictions (no label within the TTL), "
+            "labels_without_prediction, duplicate_labels, duplicate_predictions, "
+            "evicted_predictions, evicted_labels (memory bound), unknown_model, invalid_pairs, "
+            "late_pairs.", ["outcome"], registry=r)
+        self.label_latency = BulkHistogram(
+            "driftstream_label_latency_seconds",
+            "Label time minus prediction time of the joined pairs.", DELAY_BUCKETS)
+        r.register(self.label_latency)
+        self._quality_series: set[tuple[str, str, str]] = set()
         self.lag = LagMetrics(r)
 
     def observe_report(self, report: dict[str, Any]) -> None:
@@ -284,6 +312,26 @@ class Metrics:
                 self.adwin_detections.labels(
                     model=model, model_version=version or "", feature=name).inc(n)
 
+    def observe_quality_report(self, report: dict[str, Any]) -> None:
+        """Update the quality gauges from a quality report."""
+        model, version = report["model"], report["model_version"] or ""
+        for metric, value in report["metrics"].items():
+            if metric == "n" or value is None:
+                continue
+            key = (model, version, metric)
+            if key not in self._quality_series:
+                if len(self._feature_series) + len(self._quality_series) >= self.max_feature_series:
+                    self.cap_overflow.labels(cap="metric_series").inc()
+                    continue
+                self._quality_series.add(key)
+            self.quality.labels(model=model, model_version=version, metric=metric).set(value)
+        self.quality_alerts_firing.labels(model=model, model_version=version).set(
+            report["alerts_firing"])
+        labels = report["labels"]
+        if labels["coverage"] is not None:
+            self.label_coverage.labels(model=model).set(labels["coverage"])
+        self.label_pending.labels(model=model).set(labels["pending_predictions"])
+
     def forget_model(self, model: str, version: str | None) -> None:
         """Remove a model's labelled series (its partition moved to another worker)."""
         v = version or ""
@@ -292,9 +340,17 @@ class Metrics:
             for metric in (self.psi, self.adwin_detections):
                 with contextlib.suppress(KeyError):
                     metric.remove(model, v, key[2])
-        for metric in (self.alerts_firing, self.windows, self.features_over_cap):
+        for metric in (self.alerts_firing, self.windows, self.features_over_cap,
+                       self.quality_alerts_firing):
             with contextlib.suppress(KeyError):
                 metric.remove(model, v)
+        for key in [k for k in self._quality_series if k[0] == model and k[1] == v]:
+            self._quality_series.discard(key)
+            with contextlib.suppress(KeyError):
+                self.quality.remove(*key)
+        for metric in (self.label_coverage, self.label_pending):
+            with contextlib.suppress(KeyError):
+                metric.remove(model)
 
     def render(self) -> bytes:
         """The text exposition format, as served at ``/metrics``."""

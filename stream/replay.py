@@ -9,10 +9,18 @@ path, byte for byte once serialised with orjson.
 Kafka only orders events within a partition. Producers that key by model (as
 ``driftstream simulate`` does) keep each model's events in order, and then live and
 replay agree; a dump of a topic in offset order replays what the worker saw.
+
+**Labels.** Given a labels file too, replay merges the two streams by event time
+(predictions by ``ts``, labels by theirs; each file's own order is kept, and a prediction
+goes first on a tie) and feeds them in that order. Quality windows are cut in join order,
+so replay gives the live path's quality reports whenever each label reaches the worker
+after its prediction, which is what delayed ground truth does.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +29,11 @@ from typing import Any
 import orjson
 
 from stream.config import Settings
+from stream.core.deadletter import dead_letter_record
+from stream.core.events import Rejection, parse_ts
 from stream.core.reference import ReferenceProfile, profiles_by_version
 from stream.core.registry import MonitorRegistry
+from stream.errors import InvalidEvent
 from stream.files import read_jsonl_lines, write_jsonl
 from stream.kafka.ingest import Record, route
 
@@ -37,8 +48,11 @@ class ReplayResult:
     reports: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    quality_reports: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    labels: int = 0
     rejected_by_cap: int = 0
+    label_join: dict[str, int] = field(default_factory=dict)
 
 
 def build_profiles(events: list[dict[str, Any]], settings: Settings) -> list[ReferenceProfile]:
@@ -52,6 +66,18 @@ def build_profiles(events: list[dict[str, Any]], settings: Settings) -> list[Ref
     return profiles
 
 
+def _first_ts(raw: bytes) -> float:
+    """The event time that orders a line in the merge: its (first) event's ``ts``; lines
+    that do not decode sort first (they are dead-lettered anyway)."""
+    try:
+        obj = orjson.loads(raw)
+        if isinstance(obj, list):
+            obj = obj[0] if obj else {}
+        return parse_ts(obj["ts"]) if isinstance(obj, dict) and "ts" in obj else -math.inf
+    except (orjson.JSONDecodeError, InvalidEvent, TypeError, IndexError):
+        return -math.inf
+
+
 def replay_lines(
     lines: Iterable[tuple[int, bytes]],
     settings: Settings,
@@ -60,34 +86,55 @@ def replay_lines(
     kind: str = "prediction",
     source: str = "replay",
     batch_lines: int = BATCH_LINES,
+    labels: Iterable[tuple[int, bytes]] | None = None,
+    labels_source: str = "labels",
 ) -> ReplayResult:
     """Replay message values (one per line: an event, an array, or JSON Lines) of
-    ``kind`` events; ``source`` names the topic in dead-letter records."""
+    ``kind`` events, and optionally of labels; ``source`` and ``labels_source`` name the
+    topics in dead-letter records."""
     registry = MonitorRegistry(settings.monitor_for, max_models=settings.monitor.max_models)
     for profile in references:
         registry.set_reference(profile)
     result = ReplayResult()
     pending: list[Record] = []
+    kinds = {source: kind, labels_source: "label"}
 
     def flush() -> None:
         routed = route(
-            pending, kinds={source: kind}, partitions=settings.app.partitions,
+            pending, kinds=kinds, partitions=settings.app.partitions,
             max_message_bytes=settings.ingest.max_message_bytes,
             dead_letter_max_bytes=settings.ingest.dead_letter_max_bytes, now=0.0)
         result.dead_letters += routed.dead_letters
         for _, _, value in routed.envelopes:
             env = orjson.loads(value)
-            result.events += env["columns"]["n"]
+            if env["type"] == "labels":
+                result.labels += len(env["labels"]["event_id"])
+            else:
+                result.events += env["columns"]["n"]
             handled = registry.handle(env)
             result.reports += handled.output.reports
-            result.alerts += handled.output.alerts
+            result.alerts += handled.output.alerts + handled.quality.alerts
+            result.quality_reports += handled.quality.reports
             result.rejected_by_cap += handled.rejected
+            for outcome, n in handled.label_join.items():
+                result.label_join[outcome] = result.label_join.get(outcome, 0) + n
+            for label in handled.rejected_labels:
+                result.dead_letters.append(dead_letter_record(
+                    Rejection("unknown_model", f"label for model {label['model']!r}, which has "
+                              "no predictions in the replay", orjson.dumps(label)),
+                    topic=labels_source, partition=0, offset=0, now=0.0,
+                    max_bytes=settings.ingest.dead_letter_max_bytes))
         pending.clear()
 
-    for line_no, raw in lines:
-        pending.append(Record(source, 0, line_no, raw))
-        if len(pending) >= batch_lines:
-            flush()
+    records: Iterable[Record] = (Record(source, 0, n, raw) for n, raw in lines)
+    if labels is not None:
+        label_records = (Record(labels_source, 0, n, raw) for n, raw in labels)
+        records = heapq.merge(records, label_records,
+                              key=lambda r: (_first_ts(r.value or b""), r.topic == labels_source))
+    for rec in records:
+        if pending and (len(pending) >= batch_lines or pending[-1].topic != rec.topic):
+            flush()  # one kind per batch, so the merged order is the processing order
+        pending.append(rec)
     flush()
     return result
 
@@ -98,6 +145,10 @@ def replay_files(
     *,
     references: Iterable[ReferenceProfile] = (),
     kind: str = "prediction",
+    labels_path: str | Path | None = None,
 ) -> ReplayResult:
-    return replay_lines(read_jsonl_lines(events_path), settings, references=references,
-                        kind=kind, source=str(events_path))
+    return replay_lines(
+        read_jsonl_lines(events_path), settings, references=references, kind=kind,
+        source=str(events_path),
+        labels=read_jsonl_lines(labels_path) if labels_path is not None else None,
+        labels_source=str(labels_path) if labels_path is not None else "labels")

@@ -35,13 +35,17 @@ def test_readme_json_examples_follow_the_schemas() -> None:
     schema("alert.json").validate(alert)
 
 
-def test_readme_toml_example_loads(tmp_path: Path) -> None:
-    (toml,) = blocks("toml")
+def test_readme_toml_examples_load(tmp_path: Path) -> None:
+    slo, config = blocks("toml")
     path = tmp_path / "driftstream.toml"
-    path.write_text(toml)
+    path.write_text(config)
     settings = load_settings(path, env={})
     assert settings.monitor_for("fraud").window_kind == "time"
     assert settings.monitor_for("fraud").thresholds("amount") == (0.2, 0.4)
+    path.write_text(slo)
+    settings = load_settings(path, env={})
+    assert dict(settings.monitor_for("fraud").quality_slo) == {"accuracy": 0.9, "roc_auc": 0.85}
+    assert dict(settings.monitor_for("other").quality_slo) == {}
 
 
 def _all_settings() -> set[str]:
@@ -51,7 +55,7 @@ def _all_settings() -> set[str]:
             continue
         for f in dataclasses.fields(section.type if isinstance(section.type, type)
                                     else getattr(Settings(), section.name)):
-            if f.name != "feature_thresholds":
+            if f.name not in ("feature_thresholds", "quality_slo"):  # TOML tables, shown apart
                 out.add(f"{section.name}.{f.name}")
     return out
 

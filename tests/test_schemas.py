@@ -30,6 +30,7 @@ NAMES = (
     "feature-envelope",
     "alert",
     "window-report",
+    "quality-report",
     "dead-letter",
     "reference",
 )
@@ -531,3 +532,36 @@ def test_dead_letter_records_match_their_schema() -> None:
         record = dead_letter_record(rejection, topic="features", partition=0, offset=offset,
                                     now=1_700_000_000.5, max_bytes=5)
         validator("dead-letter").validate(record)
+
+
+def test_quality_monitor_reports_and_alerts_match_their_schemas() -> None:
+    """What the quality monitor writes validates: reports of every task, and its alerts."""
+    from stream.config import MonitorConfig
+    from stream.core.columns import columns_from_events
+    from stream.core.events import normalize_event
+    from stream.core.quality_monitor import QualityMonitor
+
+    cfg = MonitorConfig(quality_window_size=50, quality_min_pairs=10, quality_baseline_windows=1,
+                        quality_slo={"accuracy": 0.7, "mae": 1.0})
+    reports, alerts = [], []
+    for task, pred, truth in (
+            ("binary", lambda i: {"label": i % 2 == 0, "score": (i % 10) / 10},
+             lambda i, bad: (i % 2 == 0) != bad),
+            ("multiclass", lambda i: "abc"[i % 3], lambda i, bad: "abc"[(i + bad) % 3]),
+            ("regression", lambda i: float(i % 7), lambda i, bad: float(i % 7) + 3.0 * bad)):
+        qm = QualityMonitor(task, cfg)
+        events = [normalize_event({"event_id": str(i), "model": task, "model_version": "v1",
+                                   "ts": float(i), "features": {}, "prediction": pred(i)},
+                                  "prediction") for i in range(200)]
+        qm.add_predictions(columns_from_events(events))
+        out = qm.add_labels({"event_id": [str(i) for i in range(200)],
+                             "label": [truth(i, i >= 100) for i in range(200)],
+                             "ts": [float(i + 5) for i in range(200)]})
+        assert {r["task"] for r in out.reports} == {task}
+        reports += out.reports
+        alerts += out.alerts
+    assert len(reports) == 12 and alerts
+    for report in reports:
+        validator("quality-report").validate(report)
+    for alert in alerts:
+        validator("alert").validate(alert)

@@ -34,6 +34,7 @@ __all__ = [
     "Transition",
     "alert_event",
     "alert_id",
+    "step_bound",
     "step_detection",
     "step_threshold",
 ]
@@ -109,6 +110,39 @@ def step_detection(
         if state.quiet + 1 >= quiet:
             return replace(state, status="ok", since=None, quiet=0), "resolved"
         return replace(state, quiet=state.quiet + 1), None
+    return state, None
+
+
+def step_bound(
+    state: AlertState,
+    value: float,
+    bound: float,
+    *,
+    higher_is_better: bool,
+    hysteresis: float,
+    severity: Severity = "warning",
+    ts: float | None = None,
+) -> tuple[AlertState, Transition | None]:
+    """Advance an alert on a quality metric against a bound (an SLO floor for accuracy, a
+    ceiling for an error): fire when the value is on the wrong side of ``bound``, resolve
+    only once it is back past it by ``hysteresis × |bound|``.
+
+    >>> s, t = step_bound(AlertState(), 0.85, 0.9, higher_is_better=True, hysteresis=0.02); t
+    'firing'
+    >>> s, t = step_bound(s, 0.91, 0.9, higher_is_better=True, hysteresis=0.02); t  # < 0.918
+    >>> s, t = step_bound(s, 0.93, 0.9, higher_is_better=True, hysteresis=0.02); t
+    'resolved'
+    >>> step_bound(AlertState(), 4.0, 3.0, higher_is_better=False, hysteresis=0.0)[1]
+    'firing'
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    margin = sign * (value - bound)  # > 0: on the good side
+    if state.status == "ok":
+        if margin < 0:
+            return AlertState("firing", severity, state.episode + 1, ts), "firing"
+        return state, None
+    if margin > hysteresis * abs(bound):
+        return replace(state, status="ok", since=None), "resolved"
     return state, None
 
 

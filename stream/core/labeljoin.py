@@ -597,6 +597,18 @@ class LabelJoin:
             _JOINED: {"chunks": list(self._joined.chunks), "skip": self._joined.skip},
         }
 
+    @staticmethod
+    def chunk_ids(header: dict[str, Any]) -> list[int]:
+        """The ids of the chunks a :meth:`header_snapshot` refers to (to load them).
+
+        >>> j = LabelJoin(chunk_size=2)
+        >>> _ = j.add_predictions(["a", "b", "c"], [1.0, 2.0, 3.0])
+        >>> sorted(j.take_dirty()) == LabelJoin.chunk_ids(j.header_snapshot())
+        True
+        """
+        return sorted(int(cid) for store in (_PENDING, _EARLY, _JOINED)
+                      for cid in header[store]["chunks"])
+
     @classmethod
     def restore(cls, header: dict[str, Any], chunks: Iterable[dict[str, Any]]) -> LabelJoin:
         """Rebuild a join from :meth:`header_snapshot` and every chunk stored from

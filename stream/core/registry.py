@@ -6,7 +6,14 @@ handing it *envelopes* (what the ingest stage publishes on the by-model topic):
 - ``{"type": "columns", "model": m, "columns": {...}}``: a columnar batch of one model's
   events, in order (``stream.core.columns``), as the ingest stage publishes them;
 - ``{"type": "events", "model": m, "events": [...]}``: the same as normalised events;
-- ``{"type": "reference", "profile": {...}}``: a reference profile snapshot.
+- ``{"type": "reference", "profile": {...}}``: a reference profile snapshot;
+- ``{"type": "labels", "model": m, "labels": {"event_id": [...], "label": [...],
+  "ts": [...]}}``: delayed ground truth of one model, joined to its predictions by the
+  model's :class:`~stream.core.quality_monitor.QualityMonitor`.
+
+Predictions feed both the drift monitor of their (model, version) and the label join of
+their model. A label batch for a model this registry has never seen (no predictions, no
+stored quality state) is returned in ``rejected_labels`` (``unknown_model``).
 
 Where state lives is the caller's business: the registry asks ``load_state`` for a
 snapshot the first time it meets a (model, version) and ``load_reference`` for a
@@ -36,10 +43,11 @@ from typing import Any
 from stream.config import MonitorConfig
 from stream.core.columns import columns_from_events, events_from_columns, select_columns
 from stream.core.monitor import ModelMonitor, MonitorOutput
+from stream.core.quality_monitor import QualityMonitor, QualityOutput
 from stream.core.reference import ReferenceProfile, reference_key
 from stream.errors import SnapshotError
 
-__all__ = ["HandleResult", "MonitorRegistry"]
+__all__ = ["HandleResult", "MonitorRegistry", "join_chunk_key", "quality_key"]
 
 
 @dataclass
@@ -51,6 +59,11 @@ class HandleResult:
     rejected_events: list[dict[str, Any]] = field(default_factory=list)
     #: Keys of (model, version) whose monitor is new in this registry.
     created: list[str] = field(default_factory=list)
+    quality: QualityOutput = field(default_factory=QualityOutput)
+    #: Label events of a model this registry does not know.
+    rejected_labels: list[dict[str, Any]] = field(default_factory=list)
+    #: How the label join's counters moved (joined, expired_predictions, ...).
+    label_join: dict[str, int] = field(default_factory=dict)
 
 
 class MonitorRegistry:
@@ -63,13 +76,17 @@ class MonitorRegistry:
         max_models: int,
         load_state: Callable[[str], dict[str, Any] | None] = lambda key: None,
         load_reference: Callable[[str], dict[str, Any] | None] = lambda key: None,
+        load_quality: Callable[[str], dict[str, Any] | None] = lambda key: None,
     ) -> None:
         self.config_for = config_for
         self.max_models = max_models
         self.load_state = load_state
         self.load_reference = load_reference
+        self.load_quality = load_quality
         self.monitors: dict[str, ModelMonitor] = {}
+        self.quality: dict[str, QualityMonitor] = {}
         self._dirty: set[str] = set()
+        self._quality_dirty: set[str] = set()
         #: Snapshots that could not be restored (kept for the operator, state restarted).
         self.restore_errors: list[str] = []
 
@@ -78,11 +95,14 @@ class MonitorRegistry:
         if envelope.get("type") == "reference":
             self.set_reference(ReferenceProfile.restore(envelope["profile"]))
             return result
+        if envelope.get("type") == "labels":
+            return self._labels(envelope["model"], envelope["labels"], result)
         if envelope.get("type") == "columns":
             cols = envelope["columns"]
         else:
             cols = columns_from_events(envelope["events"])
         model = envelope["model"]
+        accepted = cols
         for version, part in _by_version(cols):
             mon = self._get(model, version, result)
             if mon is None:
@@ -93,7 +113,67 @@ class MonitorRegistry:
                 continue
             result.output.extend(mon.process_columns(part))
             self._dirty.add(reference_key(model, version))
+        if result.rejected:
+            kept = [i for i, v in enumerate(cols["model_version"])
+                    if reference_key(model, v) in self.monitors]
+            accepted = select_columns(cols, kept) if kept else None
+        if accepted is not None and self.config_for(model).quality_enabled:
+            qm = self._quality(model, create=True)
+            if qm is not None:
+                before = qm.join.counters
+                result.quality.extend(qm.add_predictions(accepted))
+                _count(result, before, qm)
+                self._quality_dirty.add(model)
         return result
+
+    def _labels(self, model: str, labels: dict[str, Any], result: HandleResult) -> HandleResult:
+        qm = self._quality(model, create=False)
+        if qm is None:
+            result.label_join["unknown_model"] = len(labels["event_id"])
+            result.rejected_labels = [
+                {"event_id": e, "model": model, "label": lab, "ts": t}
+                for e, lab, t in zip(labels["event_id"], labels["label"], labels["ts"], strict=True)]
+            return result
+        before = qm.join.counters
+        result.quality.extend(qm.add_labels(labels))
+        _count(result, before, qm)
+        self._quality_dirty.add(model)
+        return result
+
+    def _quality(self, model: str, *, create: bool) -> QualityMonitor | None:
+        qm = self.quality.get(model)
+        if qm is not None:
+            return qm
+        config = self.config_for(model)
+        header = self.load_quality(quality_key(model))
+        if header is not None:
+            try:
+                chunks = [self.load_quality(join_chunk_key(model, cid))
+                          for cid in QualityMonitor.chunk_ids(header)]
+                qm = QualityMonitor.restore(header, [c for c in chunks if c is not None], config)
+            except SnapshotError as exc:
+                self.restore_errors.append(f"{quality_key(model)!r}: {exc}")
+        if qm is None:
+            known = any(k.partition("\x1f")[0] == model for k in self.monitors)
+            if not (create or known):
+                return None
+            qm = QualityMonitor(model, config)
+        self.quality[model] = qm
+        return qm
+
+    def take_quality_dirty(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Table writes for the quality state changed since the last call: the header of
+        each changed model and its changed join chunks (``None``: delete the key)."""
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for model in sorted(self._quality_dirty):
+            qm = self.quality.get(model)
+            if qm is None:
+                continue
+            for cid, chunk in sorted(qm.take_chunks().items()):
+                out.append((join_chunk_key(model, cid), chunk))
+            out.append((quality_key(model), qm.snapshot()))
+        self._quality_dirty.clear()
+        return out
 
     def set_reference(self, profile: ReferenceProfile) -> None:
         """Install a published reference; the monitor's windows restart against it."""
@@ -140,12 +220,44 @@ class MonitorRegistry:
         return out
 
     def forget(self, predicate: Callable[[str], bool]) -> list[str]:
-        """Drop monitors whose key matches (their partition moved away); returns them."""
+        """Drop monitors whose key matches (their partition moved away); returns them.
+        A model's quality monitor goes with it (``predicate`` sees ``quality_key``)."""
         gone = [k for k in self.monitors if predicate(k)]
         for k in gone:
             del self.monitors[k]
             self._dirty.discard(k)
+        for model in [m for m in self.quality if predicate(quality_key(m))]:
+            del self.quality[model]
+            self._quality_dirty.discard(model)
         return gone
+
+
+def _count(result: HandleResult, before: dict[str, int], qm: QualityMonitor) -> None:
+    after = qm.join.counters
+    for outcome in ("joined", "expired_predictions", "labels_without_prediction",
+                    "duplicate_labels", "duplicate_predictions", "evicted_predictions",
+                    "evicted_labels"):
+        delta = after[outcome] - before[outcome]
+        if delta:
+            result.label_join[outcome] = result.label_join.get(outcome, 0) + delta
+    for outcome, n in (("invalid_pairs", result.quality.invalid_pairs),
+                       ("late_pairs", result.quality.late_pairs)):
+        if n:
+            result.label_join[outcome] = n
+
+
+def quality_key(model: str) -> str:
+    """Table key of a model's quality state header.
+
+    >>> quality_key("fraud")
+    'fraud\\x1fquality'
+    """
+    return f"{model}\x1fquality"
+
+
+def join_chunk_key(model: str, chunk_id: int) -> str:
+    """Table key of one chunk of a model's label join."""
+    return f"{model}\x1fjoin\x1f{chunk_id}"
 
 
 def _by_version(cols: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:

@@ -14,7 +14,8 @@ Data flow, with the module that does the work::
                             ├─► alerts topic          (transitions only)
                             ├─► reports topic         (every closed window)
                             ├─► table "model-state"   (changelog-backed monitor snapshots)
-                            └─► table "references"    (changelog-backed profiles)
+                            ├─► table "references"    (changelog-backed profiles)
+                            └─► table "quality"       (label join chunks, quality windows)
 
 Both tables are keyed by ``model\\x1fversion`` and partitioned like the by-model topic,
 so the worker that owns a model's events owns its state. Values are explicit, versioned
@@ -138,6 +139,7 @@ def create_app(
 
     state_table = table("model-state")
     reference_table = table("references")
+    quality_table = table("quality")
 
     def load(tbl: faust.Table[str, bytes]) -> Any:
         def get(key: str) -> dict[str, Any] | None:
@@ -150,6 +152,7 @@ def create_app(
         max_models=s.monitor.max_models,
         load_state=load(state_table),
         load_reference=load(reference_table),
+        load_quality=load(quality_table),
     )
     ingest = IngestStage(settings, metrics, clock)
 
@@ -225,12 +228,31 @@ def create_app(
                     metrics.dead_letters.labels(topic=t.by_model, reason="internal_error").inc()
                     continue
                 out = result.output
-                for alert in out.alerts:
+                quality = result.quality
+                for alert in out.alerts + quality.alerts:
                     await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
                     metrics.observe_alert(alert)
                 for report in out.reports:
                     await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
                     metrics.observe_report(report)
+                for report in quality.reports:
+                    await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
+                    metrics.observe_quality_report(report)
+                for outcome, n in result.label_join.items():
+                    metrics.label_join.labels(outcome=outcome).inc(n)
+                if quality.latencies.size:
+                    metrics.label_latency.observe_many(quality.latencies)
+                for label in result.rejected_labels:
+                    rec = dead_letter_record(
+                        Rejection("unknown_model",
+                                  f"label for model {label['model']!r}, which has no "
+                                  "predictions on this worker; publish predictions first",
+                                  orjson.dumps(label)),
+                        topic=event.message.topic, partition=event.message.partition,
+                        offset=event.message.offset, now=now,
+                        max_bytes=s.ingest.dead_letter_max_bytes)
+                    await dead_letter.send(value=orjson.dumps(rec))
+                    metrics.dead_letters.labels(topic=t.labels, reason="unknown_model").inc()
                 if env.get("type") == "columns":
                     cols = env["columns"]
                     metrics.event_delay.observe_many(now - np.asarray(cols["ts"], dtype=np.float64))
@@ -256,6 +278,11 @@ def create_app(
                         metrics.dead_letters.labels(topic=t.by_model, reason="cap_exceeded").inc()
             for key, snap in registry.take_dirty():
                 state_table[key] = orjson.dumps(snap)
+            for key, value in registry.take_quality_dirty():
+                if value is None:
+                    quality_table.pop(key, None)
+                else:
+                    quality_table[key] = orjson.dumps(value)
             metrics.monitored_models.set(len(registry.monitors))
             metrics.batch_seconds.labels(stage="monitor").observe(time.perf_counter() - t0)
 
