@@ -270,7 +270,8 @@ class Metrics:
             "driftstream_label_join_events_total",
             "Label join outcomes: joined, expired_predictions (no label within the TTL), "
             "labels_without_prediction, duplicate_labels, duplicate_predictions, "
-            "evicted_predictions, evicted_labels (memory bound), unknown_model, invalid_pairs, "
+            "evicted_predictions, evicted_labels (memory bound), unknown_model (labels of a model "
+            "that never had a prediction), cap_exceeded (over monitor.max_models), invalid_pairs, "
             "late_pairs.", ["outcome"], registry=r)
         self.label_latency = BulkHistogram(
             "driftstream_label_latency_seconds",
@@ -328,9 +329,13 @@ class Metrics:
         self.quality_alerts_firing.labels(model=model, model_version=version).set(
             report["alerts_firing"])
         labels = report["labels"]
-        if labels["coverage"] is not None:
-            self.label_coverage.labels(model=model).set(labels["coverage"])
-        self.label_pending.labels(model=model).set(labels["pending_predictions"])
+        self.observe_join(model, labels["coverage"], labels["pending_predictions"])
+
+    def observe_join(self, model: str, coverage: float | None, pending: int) -> None:
+        """Label coverage and pending predictions of a model's join, after each batch."""
+        if coverage is not None:
+            self.label_coverage.labels(model=model).set(coverage)
+        self.label_pending.labels(model=model).set(pending)
 
     def forget_model(self, model: str, version: str | None) -> None:
         """Remove a model's labelled series (its partition moved to another worker)."""

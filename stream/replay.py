@@ -13,8 +13,11 @@ replay agree; a dump of a topic in offset order replays what the worker saw.
 **Labels.** Given a labels file too, replay merges the two streams by event time
 (predictions by ``ts``, labels by theirs; each file's own order is kept, and a prediction
 goes first on a tie) and feeds them in that order. Quality windows are cut in join order,
-so replay gives the live path's quality reports whenever each label reaches the worker
-after its prediction, which is what delayed ground truth does.
+so replay gives the live path's quality windows and metrics whenever each label reaches
+the worker after its prediction, which is what delayed ground truth does, and a model's
+labels are produced in order (keyed by model). The join's point-in-time counts in a report
+(``pending_predictions``, ``early_labels``, the running totals) depend on how the two
+topics interleaved on arrival, which event time only approximates.
 """
 
 from __future__ import annotations
@@ -120,8 +123,9 @@ def replay_lines(
                 result.label_join[outcome] = result.label_join.get(outcome, 0) + n
             for label in handled.rejected_labels:
                 result.dead_letters.append(dead_letter_record(
-                    Rejection("unknown_model", f"label for model {label['model']!r}, which has "
-                              "no predictions in the replay", orjson.dumps(label)),
+                    Rejection("cap_exceeded", f"label for model {label['model']!r}: "
+                              f"monitor.max_models={settings.monitor.max_models} reached",
+                              orjson.dumps(label)),
                     topic=labels_source, partition=0, offset=0, now=0.0,
                     max_bytes=settings.ingest.dead_letter_max_bytes))
         pending.clear()

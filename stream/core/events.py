@@ -68,7 +68,6 @@ REASONS: Final = (
     "invalid_ts",
     "cap_exceeded",
     "internal_error",
-    "unknown_model",
 )
 
 _MAX_ID_LEN: Final = 256

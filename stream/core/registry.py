@@ -12,8 +12,10 @@ handing it *envelopes* (what the ingest stage publishes on the by-model topic):
   model's :class:`~stream.core.quality_monitor.QualityMonitor`.
 
 Predictions feed both the drift monitor of their (model, version) and the label join of
-their model. A label batch for a model this registry has never seen (no predictions, no
-stored quality state) is returned in ``rejected_labels`` (``unknown_model``).
+their model. Labels of a model with no predictions yet wait in its join like any label
+that came first; if the grace period passes and the model has still had no prediction at
+all, they are counted ``unknown_model`` (rather than ``labels_without_prediction``).
+Label batches beyond ``max_models`` models are returned in ``rejected_labels``.
 
 Where state lives is the caller's business: the registry asks ``load_state`` for a
 snapshot the first time it meets a (model, version) and ``load_reference`` for a
@@ -127,9 +129,9 @@ class MonitorRegistry:
         return result
 
     def _labels(self, model: str, labels: dict[str, Any], result: HandleResult) -> HandleResult:
-        qm = self._quality(model, create=False)
+        qm = self._quality(model, create=True)
         if qm is None:
-            result.label_join["unknown_model"] = len(labels["event_id"])
+            result.label_join["cap_exceeded"] = len(labels["event_id"])
             result.rejected_labels = [
                 {"event_id": e, "model": model, "label": lab, "ts": t}
                 for e, lab, t in zip(labels["event_id"], labels["label"], labels["ts"], strict=True)]
@@ -154,8 +156,7 @@ class MonitorRegistry:
             except SnapshotError as exc:
                 self.restore_errors.append(f"{quality_key(model)!r}: {exc}")
         if qm is None:
-            known = any(k.partition("\x1f")[0] == model for k in self.monitors)
-            if not (create or known):
+            if not create or len(self.quality) >= self.max_models:
                 return None
             qm = QualityMonitor(model, config)
         self.quality[model] = qm
@@ -234,6 +235,11 @@ class MonitorRegistry:
 
 def _count(result: HandleResult, before: dict[str, int], qm: QualityMonitor) -> None:
     after = qm.join.counters
+    if after["predictions"] == 0:  # a model never seen: its expired labels are unknown_model
+        delta = after["labels_without_prediction"] - before["labels_without_prediction"]
+        if delta:
+            result.label_join["unknown_model"] = result.label_join.get("unknown_model", 0) + delta
+        before = {**before, "labels_without_prediction": after["labels_without_prediction"]}
     for outcome in ("joined", "expired_predictions", "labels_without_prediction",
                     "duplicate_labels", "duplicate_predictions", "evicted_predictions",
                     "evicted_labels"):

@@ -240,19 +240,22 @@ def create_app(
                     metrics.observe_quality_report(report)
                 for outcome, n in result.label_join.items():
                     metrics.label_join.labels(outcome=outcome).inc(n)
+                qm = registry.quality.get(env.get("model", ""))
+                if qm is not None:
+                    metrics.observe_join(qm.model, qm.join.coverage(), qm.join.pending)
                 if quality.latencies.size:
                     metrics.label_latency.observe_many(quality.latencies)
                 for label in result.rejected_labels:
                     rec = dead_letter_record(
-                        Rejection("unknown_model",
-                                  f"label for model {label['model']!r}, which has no "
-                                  "predictions on this worker; publish predictions first",
-                                  orjson.dumps(label)),
+                        Rejection("cap_exceeded",
+                                  f"label for model {label['model']!r}: monitor.max_models="
+                                  f"{s.monitor.max_models} reached on this worker; raise it or "
+                                  "add workers", orjson.dumps(label)),
                         topic=event.message.topic, partition=event.message.partition,
                         offset=event.message.offset, now=now,
                         max_bytes=s.ingest.dead_letter_max_bytes)
                     await dead_letter.send(value=orjson.dumps(rec))
-                    metrics.dead_letters.labels(topic=t.labels, reason="unknown_model").inc()
+                    metrics.dead_letters.labels(topic=t.labels, reason="cap_exceeded").inc()
                 if env.get("type") == "columns":
                     cols = env["columns"]
                     metrics.event_delay.observe_many(now - np.asarray(cols["ts"], dtype=np.float64))
