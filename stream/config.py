@@ -266,6 +266,36 @@ class MonitorConfig:
     adwin_history: int = 256
     #: An ADWIN alert resolves after this many evaluations without a detection.
     adwin_quiet_evaluations: int = 3
+    # -- data integrity (per feature, per window, against the reference) ---------------
+    #: Numeric values outside [min - m·range, max + m·range] of the reference are out of
+    #: range, for m = this margin.
+    range_margin: float = 0.1
+    #: Missing-rate alert: the increase of the missing rate over the reference's.
+    missing_warning: float = 0.05
+    missing_critical: float = 0.2
+    #: Share of values of the wrong type (e.g. a number arriving as a string).
+    type_mismatch_warning: float = 0.01
+    type_mismatch_critical: float = 0.05
+    #: Share of numeric values out of the reference's range.
+    out_of_range_warning: float = 0.05
+    out_of_range_critical: float = 0.2
+    #: Share of categorical values never seen in the reference.
+    unseen_warning: float = 0.05
+    unseen_critical: float = 0.2
+    #: A schema alert (unknown features, reference features that stopped arriving)
+    #: resolves after this many windows without either.
+    schema_quiet_evaluations: int = 3
+    # -- volume (per model: event-time buckets against a trailing baseline) -------------
+    volume_enabled: bool = True
+    volume_bucket_seconds: float = 60.0
+    volume_baseline_buckets: int = 30
+    volume_min_baseline_buckets: int = 5
+    #: Too big: more than factor × baseline events in a bucket; too small: fewer than
+    #: baseline / factor.
+    volume_spike_factor: float = 3.0
+    volume_drop_factor: float = 3.0
+    #: Dead-man timer: an active model silent for this long (wall clock) alerts.
+    volume_deadman_seconds: float = 300.0
     #: Caps that bound memory whatever the input; overflow is counted, never dropped.
     max_models: int = 1000
     max_features: int = 200
@@ -334,6 +364,18 @@ class MonitorConfig:
         _thresholds(where, self.psi_warning, self.psi_critical)
         for feature, (warn, crit) in self.feature_thresholds.items():
             _thresholds(f"{where}.features.{feature}", warn, crit)
+        for name in ("missing", "type_mismatch", "out_of_range", "unseen"):
+            warn, crit = getattr(self, f"{name}_warning"), getattr(self, f"{name}_critical")
+            if not 0 < warn <= crit <= 1:
+                raise ConfigError(f"{where}.{name}_warning and {name}_critical must satisfy "
+                                  f"0 < warning <= critical <= 1, got {warn} and {crit}")
+        if self.range_margin < 0:
+            raise ConfigError(f"{where}.range_margin must be >= 0")
+        for name in ("schema_quiet_evaluations", "volume_bucket_seconds", "volume_baseline_buckets",
+                     "volume_min_baseline_buckets", "volume_deadman_seconds"):
+            _positive(f"{where}.{name}", getattr(self, name))
+        if self.volume_spike_factor <= 1 or self.volume_drop_factor <= 1:
+            raise ConfigError(f"{where}.volume_spike_factor and volume_drop_factor must be > 1")
         if self.quality_task not in get_args(QualityTask):
             raise ConfigError(f"{where}.quality_task={self.quality_task!r}: use one of "
                               f"{list(get_args(QualityTask))}")

@@ -24,6 +24,16 @@ the tests check by feeding the same events in different batch sizes.
 **Unknown features** (not in the reference) are counted per window when they carry a
 value (a null is indistinguishable from an absent field once events are columnar).
 
+**Data integrity**, per series and window, against the reference: the missing rate (and
+``new_missing`` when the reference never missed it), values of the wrong type, numeric
+values out of the reference's range (widened by ``range_margin`` of it), categorical
+values the reference never had (with the most frequent ones named), and schema drift
+(features the reference does not know, reference features that stopped arriving).
+Alerts are ``kind: data_quality`` with detectors ``missing`` (the missing rate's increase
+over the reference's), ``type_mismatch``, ``out_of_range``, ``unseen_categories`` (shares,
+with the same hysteresis as PSI) and ``schema`` (a detection that resolves after
+``schema_quiet_evaluations`` clean windows).
+
 **Warm-up.** Without a reference, the first ``warmup_events`` events of the version become
 its reference (``source: warmup``); windows start after them, so the first window is not
 compared with itself.
@@ -37,8 +47,8 @@ compared with itself.
 >>> [r["window"]["index"] for r in out.reports], out.alerts
 ([0], [])
 >>> out = mon.process([ev(i, 50.0) for i in range(300, 400)])
->>> out.alerts[0]["kind"], out.alerts[0]["severity"], out.alerts[0]["feature"]
-('feature_drift', 'critical', 'x')
+>>> sorted((a["kind"], a["detector"], a["severity"], a["feature"]) for a in out.alerts)
+[('data_quality', 'out_of_range', 'critical', 'x'), ('feature_drift', 'psi', 'critical', 'x')]
 """
 
 from __future__ import annotations
@@ -73,6 +83,13 @@ _SNAPSHOT_KIND = "driftstream.monitor"
 _SNAPSHOT_VERSION = 1
 #: Distinct unknown feature names tracked per window; more are pooled under ``(other)``.
 _MAX_UNKNOWN_NAMES = 50
+#: Distinct unseen categories named per series and window; more are pooled as ``(other)``.
+_MAX_OFFENDERS = 10
+#: Unseen values looked at per series and batch to name offenders (all are counted).
+_MAX_OFFENDER_ROWS = 1000
+#: Integrity detectors per series: (report field, config prefix).
+_INTEGRITY = (("missing", "missing"), ("type_mismatch", "type_mismatch"),
+              ("out_of_range", "out_of_range"), ("unseen_categories", "unseen"))
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -104,17 +121,22 @@ class MonitorOutput:
 class _Acc:
     """Counts of one (sub-)window: per series bucket counts and type mismatches."""
 
-    __slots__ = ("counts", "mismatch", "n", "ts_max", "ts_min")
+    __slots__ = ("counts", "flagged", "mismatch", "n", "offenders", "ts_max", "ts_min")
 
     def __init__(self, sizes: dict[SeriesKey, int]) -> None:
         self.counts: dict[SeriesKey, IntArray] = {k: np.zeros(s, np.int64) for k, s in sizes.items()}
         self.mismatch: dict[SeriesKey, int] = dict.fromkeys(sizes, 0)
+        #: Out-of-range (numeric) or unseen (categorical) values per series.
+        self.flagged: dict[SeriesKey, int] = dict.fromkeys(sizes, 0)
+        #: The most frequent unseen categories per series (bounded).
+        self.offenders: dict[SeriesKey, Counter[str]] = {}
         self.n = 0
         self.ts_min = float("inf")
         self.ts_max = float("-inf")
 
     def add(self, idx: dict[SeriesKey, IntArray], sel: slice | npt.NDArray[np.bool_],
-            ts: npt.NDArray[np.float64]) -> None:
+            ts: npt.NDArray[np.float64], flags: dict[SeriesKey, npt.NDArray[np.bool_]],
+            raw: dict[SeriesKey, list[Any]]) -> None:
         t = ts[sel]
         if t.size == 0:
             return
@@ -125,6 +147,23 @@ class _Acc:
             c, mm = count_index(idx[key][sel], counts.size)
             counts += c
             self.mismatch[key] += mm
+        for key, mask in flags.items():
+            hit = mask[sel]
+            k = int(np.count_nonzero(hit))
+            if not k:
+                continue
+            self.flagged[key] += k
+            if key in raw:  # categorical: remember which values were unseen
+                rows = (np.arange(ts.size)[sel])[hit]
+                values = raw[key]
+                top = self.offenders.setdefault(key, Counter())
+                for r in rows[:_MAX_OFFENDER_ROWS].tolist():
+                    v = values[r]
+                    name = v if type(v) is str else ("true" if v else "false")
+                    if name in top or len(top) < _MAX_OFFENDERS:
+                        top[name] += 1
+                    else:
+                        top["(other)"] += 1
 
     def merged(self, others: list[_Acc]) -> _Acc:
         out = _Acc({k: v.size for k, v in self.counts.items()})
@@ -135,6 +174,9 @@ class _Acc:
             for key in out.counts:
                 out.counts[key] += acc.counts[key]
                 out.mismatch[key] += acc.mismatch[key]
+                out.flagged[key] += acc.flagged[key]
+            for key, top in acc.offenders.items():
+                out.offenders.setdefault(key, Counter()).update(top)
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -142,7 +184,8 @@ class _Acc:
             "n": self.n,
             "ts_min": self.ts_min if self.n else None,
             "ts_max": self.ts_max if self.n else None,
-            "series": [[k[0], k[1], c.tolist(), self.mismatch[k]] for k, c in self.counts.items()],
+            "series": [[k[0], k[1], c.tolist(), self.mismatch[k], self.flagged[k],
+                        dict(self.offenders.get(k, {}))] for k, c in self.counts.items()],
         }
 
     @classmethod
@@ -151,11 +194,15 @@ class _Acc:
         acc.n = int(data["n"])
         if acc.n:
             acc.ts_min, acc.ts_max = float(data["ts_min"]), float(data["ts_max"])
-        for src, name, counts, mismatch in data["series"]:
+        for src, name, counts, mismatch, *integrity in data["series"]:
             key = (src, name)
             if key in acc.counts and len(counts) == acc.counts[key].size:
                 acc.counts[key] = np.asarray(counts, dtype=np.int64)
                 acc.mismatch[key] = int(mismatch)
+                if integrity:  # absent from snapshots written before integrity checks
+                    acc.flagged[key] = int(integrity[0])
+                    if integrity[1]:
+                        acc.offenders[key] = Counter(integrity[1])
         return acc
 
 
@@ -165,6 +212,8 @@ class _Series:
     adwin_alert: AlertState = field(default_factory=AlertState)
     adwin: AdwinDetector | None = None
     adwin_pending: int = 0  # detections since the last evaluation
+    #: Data-integrity alert states by detector (missing, type_mismatch, ...).
+    integrity: dict[str, AlertState] = field(default_factory=dict)
 
 
 class ModelMonitor:
@@ -188,6 +237,7 @@ class ModelMonitor:
         self.evaluations = 0
         self._late = 0
         self._unknown: Counter[str] = Counter()
+        self.schema_alert = AlertState()
         # count windows
         self._sub: _Acc | None = None
         self._subs: deque[_Acc] = deque()
@@ -265,18 +315,41 @@ class ModelMonitor:
         ts = np.asarray(cols["ts"], dtype=np.float64)
         idx: dict[SeriesKey, IntArray] = {}
         values: dict[SeriesKey, npt.NDArray[np.float64]] = {}
+        # out of range (numeric) / unseen (categorical) masks, and the raw categorical
+        # values behind an unseen flag (to name the offenders)
+        self._flags: dict[SeriesKey, npt.NDArray[np.bool_]] = {}
+        self._raw: dict[SeriesKey, list[Any]] = {}
+        margin = self.config.range_margin
         for key, prof in ref.series.items():
             raw = column(cols, key)
             if prof.kind == "numeric":
                 arr = numeric_column(raw)
                 values[key] = arr
                 idx[key] = prof.binning.index(arr)  # type: ignore[arg-type]
+                if prof.min is not None and prof.max is not None:
+                    pad = margin * (prof.max - prof.min)
+                    with np.errstate(invalid="ignore"):
+                        self._flags[key] = np.isfinite(arr) & (
+                            (arr < prof.min - pad) | (arr > prof.max + pad))
             else:
-                idx[key] = prof.binning.index(raw)  # type: ignore[arg-type]
+                ix = prof.binning.index(raw)  # type: ignore[arg-type]
+                idx[key] = ix
+                if prof.known is not None:
+                    other = prof.binning.size - 2
+                    cand = ix == other
+                    if cand.any():
+                        known = prof.known
+                        for r in np.flatnonzero(cand).tolist():
+                            v = raw[r]
+                            if (v if type(v) is str else "true" if v else "false") in known:
+                                cand[r] = False
+                        self._raw[key] = raw
+                    self._flags[key] = cand
         if self.config.window_kind == "count":
             self._process_count(cols, ts, idx, values, out)
         else:
             self._process_time(cols, ts, idx, values, out)
+        self._flags, self._raw = {}, {}
         return out
 
     def _adwin(self, values: dict[SeriesKey, npt.NDArray[np.float64]], sel: slice,
@@ -303,7 +376,7 @@ class ModelMonitor:
             assert self._sub is not None
             b = min(n, a + step - self._sub.n)
             sel = slice(a, b)
-            self._sub.add(idx, sel, ts)
+            self._sub.add(idx, sel, ts, self._flags, self._raw)
             self._track_unknown(cols, a, b)
             self._adwin(values, sel, out)
             out.windowed += b - a
@@ -345,7 +418,7 @@ class ModelMonitor:
                 acc = self._open.get(w)
                 if acc is None:
                     acc = self._open[w] = _Acc(self._sizes())
-                acc.add(idx, mask, ts)
+                acc.add(idx, mask, ts, self._flags, self._raw)
             n_late = int((~ok).sum())
             self._late += n_late
             out.late += n_late
@@ -390,7 +463,9 @@ class ModelMonitor:
                 "type_mismatch": acc.mismatch[key],
                 "noise_floor": psi_noise_floor(prof.total, n_cur, prof.binning.size) if n_cur else None,
                 "severity": severity,
+                **self._integrity_stats(key, acc),
             }
+            self._integrity_alerts(key, name, stats, acc, window, ts, out)
             if key[0] == "feature":
                 features[name] = stats
             else:
@@ -414,6 +489,9 @@ class ModelMonitor:
                 s.adwin_pending = 0
         unknown = dict(sorted(self._unknown.items()))
         self._unknown.clear()
+        absent = sorted(n for n, f in features.items() if f["count"] and f["missing"] == f["count"]
+                        and f["reference_missing_rate"] < 1.0)
+        self._schema_alert(unknown, absent, acc.n, window, ts, out)
         late, self._late = self._late, 0
         out.reports.append({
             "schema_version": 1,
@@ -427,6 +505,7 @@ class ModelMonitor:
             "prediction": prediction,
             "adwin": adwin,
             "unknown_features": unknown,
+            "absent_features": absent,
             "late_events": late,
             "alerts_firing": self.alerts_firing(),
         })
@@ -434,7 +513,108 @@ class ModelMonitor:
     def alerts_firing(self) -> int:
         """How many alert conditions of this monitor are firing now."""
         return sum((s.psi_alert.status == "firing") + (s.adwin_alert.status == "firing")
-                   for s in self.series.values())
+                   + sum(a.status == "firing" for a in s.integrity.values())
+                   for s in self.series.values()) + (self.schema_alert.status == "firing")
+
+    # -- data integrity ----------------------------------------------------------------
+
+    def _integrity_stats(self, key: SeriesKey, acc: _Acc) -> dict[str, Any]:
+        """Missing, type, range and unseen-category figures of one series in a window."""
+        ref = self.reference
+        assert ref is not None
+        prof = ref.series[key]
+        counts = acc.counts[key]
+        seen = int(counts.sum()) + acc.mismatch[key]  # every value looked at
+        missing = int(counts[-1])
+        ref_missing = float(prof.counts[-1] / prof.total) if prof.total else 0.0
+        present = int(counts.sum()) - missing  # values of the right type
+        rate = missing / seen if seen else None
+        out: dict[str, Any] = {
+            "missing_rate": rate,
+            "reference_missing_rate": ref_missing,
+            "new_missing": bool(missing and prof.counts[-1] == 0),
+            "type_mismatch_rate": acc.mismatch[key] / seen if seen else None,
+        }
+        if prof.kind == "numeric":
+            out["out_of_range"] = acc.flagged[key]
+            out["out_of_range_rate"] = acc.flagged[key] / present if present else None
+        elif prof.known is not None:
+            out["unseen_categories"] = acc.flagged[key]
+            out["unseen_categories_rate"] = acc.flagged[key] / present if present else None
+            top = acc.offenders.get(key)
+            out["unseen_top"] = dict(top.most_common(5)) if top else {}
+        return out
+
+    def _integrity_alerts(self, key: SeriesKey, name: str, stats: dict[str, Any], acc: _Acc,
+                          window: dict[str, Any], ts: float, out: MonitorOutput) -> None:
+        cfg = self.config
+        seen = stats["count"] + stats["type_mismatch"]
+        if seen < cfg.min_window_values:
+            return
+        s = self.series[key]
+        for field_, prefix in _INTEGRITY:
+            if field_ == "missing":
+                value = max(0.0, stats["missing_rate"] - stats["reference_missing_rate"])
+            else:
+                value = stats.get(f"{field_}_rate")
+            if value is None:
+                continue
+            warn, crit = getattr(cfg, f"{prefix}_warning"), getattr(cfg, f"{prefix}_critical")
+            state, t = step_threshold(s.integrity.get(field_, AlertState()), value, warn, crit,
+                                      hysteresis=cfg.hysteresis, ts=ts)
+            s.integrity[field_] = state
+            if t:
+                threshold = crit if state.severity == "critical" else warn
+                out.alerts.append(self._integrity_alert(state, t, name, field_, value, threshold,
+                                                        stats, window, ts))
+
+    def _integrity_alert(self, state: AlertState, transition: Transition, name: str, detector: str,
+                         value: float, threshold: float, stats: dict[str, Any],
+                         window: dict[str, Any], ts: float) -> dict[str, Any]:
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        what = {"missing": "missing rate (above the reference's)",
+                "type_mismatch": "share of values of the wrong type",
+                "out_of_range": "share of values outside the reference range",
+                "unseen_categories": "share of categories never seen in the reference"}[detector]
+        if transition == "resolved":
+            message = f"the {what} of {name!r} of {who} is back to {value:.3f}"
+        else:
+            message = (f"the {what} of {name!r} of {who} is {value:.3f} over {window['count']} "
+                       f"events (threshold {threshold:g}, {state.severity})")
+            if detector == "missing" and stats.get("new_missing"):
+                message += "; it was never missing in the reference"
+            if detector == "unseen_categories" and stats.get("unseen_top"):
+                message += f"; most frequent: {', '.join(map(repr, stats['unseen_top']))}"
+        return alert_event(state=state, transition=transition, kind="data_quality",
+                           model=self.model, model_version=self.model_version, feature=name,
+                           detector=detector, value=value, threshold=threshold, window=window,
+                           ts=ts, message=message)
+
+    def _schema_alert(self, unknown: dict[str, int], absent: list[str], n: int,
+                      window: dict[str, Any], ts: float, out: MonitorOutput) -> None:
+        if n < self.config.min_window_values:
+            return
+        changed = bool(unknown) or bool(absent)
+        state, t = step_detection(self.schema_alert, int(changed),
+                                  quiet=self.config.schema_quiet_evaluations, ts=ts)
+        self.schema_alert = state
+        if not t:
+            return
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        if t == "resolved":
+            message = f"the features of {who} match its reference again"
+        else:
+            parts = []
+            if unknown:
+                parts.append(f"features not in the reference: {', '.join(sorted(unknown))}")
+            if absent:
+                parts.append(f"reference features that stopped arriving: {', '.join(absent)}")
+            message = f"schema drift of {who}: " + "; ".join(parts)
+        out.alerts.append(alert_event(
+            state=state, transition=t, kind="data_quality", model=self.model,
+            model_version=self.model_version, feature=None, detector="schema",
+            value=float(len(unknown) + len(absent)), threshold=None, window=window, ts=ts,
+            message=message))
 
     def _alert(self, state: AlertState, transition: Transition, kind: str, name: str,
                detector: str, value: float | None, threshold: float | None,
@@ -494,9 +674,11 @@ class ModelMonitor:
             "unknown": dict(self._unknown),
             "series": [
                 [k[0], k[1], s.psi_alert.snapshot(), s.adwin_alert.snapshot(),
-                 s.adwin.snapshot() if s.adwin else None, s.adwin_pending]
+                 s.adwin.snapshot() if s.adwin else None, s.adwin_pending,
+                 {d: a.snapshot() for d, a in sorted(s.integrity.items())}]
                 for k, s in self.series.items()
             ],
+            "schema_alert": self.schema_alert.snapshot(),
             "sub": self._sub.snapshot() if self._sub else None,
             "subs": [a.snapshot() for a in self._subs],
             "open": [[w, a.snapshot()] for w, a in sorted(self._open.items())],
@@ -524,7 +706,7 @@ class ModelMonitor:
             mon.evaluations = int(data["evaluations"])
             mon._late = int(data["late"])
             mon._unknown = Counter(data["unknown"])
-            for src, name, psi_a, adwin_a, adwin, pending in data["series"]:
+            for src, name, psi_a, adwin_a, adwin, pending, *rest in data["series"]:
                 s = mon.series.get((src, name))
                 if s is None:
                     continue
@@ -533,6 +715,10 @@ class ModelMonitor:
                 if adwin is not None and s.adwin is not None:
                     s.adwin = AdwinDetector.restore(adwin)
                 s.adwin_pending = int(pending)
+                if rest:  # integrity alert states (absent from older snapshots)
+                    s.integrity = {d: AlertState.restore(a) for d, a in rest[0].items()}
+            if "schema_alert" in data:
+                mon.schema_alert = AlertState.restore(data["schema_alert"])
             if ref is not None and data["window_config"] == mon._window_config():
                 sizes = mon._sizes()
                 mon._sub = _Acc.restore(data["sub"], sizes) if data["sub"] else _Acc(sizes)

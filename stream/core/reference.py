@@ -45,7 +45,8 @@ from stream.core.histogram import (
 )
 from stream.errors import ProfileError, SnapshotError
 
-__all__ = ["REFERENCE_KIND", "ReferenceProfile", "SeriesProfile", "reference_key"]
+__all__ = ["MAX_KNOWN_CATEGORIES", "REFERENCE_KIND", "ReferenceProfile", "SeriesProfile",
+           "reference_key"]
 
 REFERENCE_KIND = "driftstream.reference"
 REFERENCE_VERSION = 1
@@ -60,14 +61,21 @@ def reference_key(model: str, model_version: str | None) -> str:
     return f"{model}\x1f{model_version or ''}"
 
 
+#: Distinct categories a categorical profile remembers to tell unseen values from rare
+#: ones; a series with more keeps none (``known`` is ``None``: no unseen-value check).
+MAX_KNOWN_CATEGORIES = 1000
+
+
 @dataclass
 class SeriesProfile:
-    """The frozen binning of one series and its reference counts per bucket."""
+    """The frozen binning of one series and its reference counts per bucket; ``known``:
+    every category of a categorical reference (when at most ``MAX_KNOWN_CATEGORIES``)."""
 
     binning: Binning
     counts: npt.NDArray[np.int64]
     min: float | None = None
     max: float | None = None
+    known: frozenset[str] | None = None
 
     @property
     def kind(self) -> str:
@@ -82,6 +90,8 @@ class SeriesProfile:
         out["counts"] = self.counts.tolist()
         if self.kind == "numeric":
             out["min"], out["max"] = self.min, self.max
+        elif self.known is not None:
+            out["known"] = sorted(self.known)
         return out
 
     @classmethod
@@ -92,7 +102,9 @@ class SeriesProfile:
             raise SnapshotError(
                 f"reference counts have {counts.size} buckets, the binning {binning.size}"
             )
-        return cls(binning, counts, data.get("min"), data.get("max"))
+        known = data.get("known")
+        return cls(binning, counts, data.get("min"), data.get("max"),
+                   frozenset(known) if known is not None else None)
 
 
 class ReferenceProfile:
@@ -250,7 +262,9 @@ def _profile(values: list[Any], numeric_bins: int, max_categories: int) -> Serie
     ]
     categorical = CategoricalBinning.from_values(cats, max_categories)
     counts, _ = count_index(categorical.index(values), categorical.size)
-    return SeriesProfile(categorical, counts)
+    known = {c for c in cats if c is not None}
+    return SeriesProfile(categorical, counts,
+                         known=frozenset(known) if len(known) <= MAX_KNOWN_CATEGORIES else None)
 
 
 def profiles_by_version(

@@ -296,7 +296,7 @@ def test_invariance_stream_exercises_the_monitor(config, uninterrupted, contract
     _, reports, alerts = uninterrupted[config]
     contracts(reports, alerts)
     assert len(reports) >= 8
-    assert {a["detector"] for a in alerts} == {"psi", "adwin"}
+    assert {a["detector"] for a in alerts} >= {"psi", "adwin", "type_mismatch"}
     assert {a["transition"] for a in alerts} >= {"firing", "resolved"}
     assert sum(r["features"]["z"]["type_mismatch"] for r in reports) > 0
     assert sum(r["features"]["c"]["type_mismatch"] for r in reports) > 0
@@ -590,8 +590,14 @@ def test_a_series_with_only_mismatches_has_no_psi(contracts):
     contracts([report], alerts)
     assert report["features"]["x"] == {"type": "numeric", "psi": None, "count": 0, "missing": 0,
                                        "type_mismatch": 50, "noise_floor": None,
-                                       "severity": "ok"}
+                                       "severity": "ok", "missing_rate": 0.0,
+                                       "reference_missing_rate": 0.0, "new_missing": False,
+                                       "type_mismatch_rate": 1.0, "out_of_range": 0,
+                                       "out_of_range_rate": None}
     assert psi_alerts(alerts, "x") == []
+    (mismatch,) = [a for a in alerts if a["detector"] == "type_mismatch"]
+    assert (mismatch["kind"], mismatch["feature"], mismatch["severity"]) == (
+        "data_quality", "x", "critical")
 
 
 def test_unknown_features_are_reported_with_counts():
