@@ -249,6 +249,19 @@ class Metrics:
             "Processing time minus event time of the events the monitors processed.",
             DELAY_BUCKETS)
         r.register(self.event_delay)
+        self.integrity = Gauge(
+            "driftstream_data_integrity_ratio",
+            "Data integrity of the last closed window, per series and check: missing "
+            "(missing rate), type_mismatch, out_of_range, unseen_categories (shares of values).",
+            ["model", "model_version", "feature", "check"], registry=r)
+        self.volume = Gauge(
+            "driftstream_volume_events_per_second",
+            "Event rate of a model in event time: of its last closed volume bucket, and of "
+            "its trailing baseline.", ["model", "series"], registry=r)
+        self.last_event = Gauge(
+            "driftstream_last_event_timestamp_seconds",
+            "When the worker last received an event of the model (Unix time): alert on "
+            "time() minus it for a dead pipeline or a silent model.", ["model"], registry=r)
         self.quality = Gauge(
             "driftstream_quality",
             "Quality metric of the last labelled window, per model version and metric "
@@ -295,6 +308,11 @@ class Metrics:
                 self._feature_series.add(key)
             if stats.get("psi") is not None:
                 self.psi.labels(model=model, model_version=version, feature=name).set(stats["psi"])
+            for check in ("missing", "type_mismatch", "out_of_range", "unseen_categories"):
+                value = stats.get(f"{check}_rate")
+                if value is not None:
+                    self.integrity.labels(model=model, model_version=version, feature=name,
+                                          check=check).set(value)
         self.windows.labels(model=model, model_version=version).inc()
         over = report.get("reference", {}).get("features_over_cap", 0)
         if over:
@@ -337,6 +355,15 @@ class Metrics:
             self.label_coverage.labels(model=model).set(coverage)
         self.label_pending.labels(model=model).set(pending)
 
+    def observe_volume(self, model: str, last_bucket: float | None, baseline: float | None,
+                       last_arrival: float | None) -> None:
+        """Volume gauges of a model after a batch."""
+        for series, value in (("last_bucket", last_bucket), ("baseline", baseline)):
+            if value is not None:
+                self.volume.labels(model=model, series=series).set(value)
+        if last_arrival is not None:
+            self.last_event.labels(model=model).set(last_arrival)
+
     def forget_model(self, model: str, version: str | None) -> None:
         """Remove a model's labelled series (its partition moved to another worker)."""
         v = version or ""
@@ -345,6 +372,9 @@ class Metrics:
             for metric in (self.psi, self.adwin_detections):
                 with contextlib.suppress(KeyError):
                     metric.remove(model, v, key[2])
+            for check in ("missing", "type_mismatch", "out_of_range", "unseen_categories"):
+                with contextlib.suppress(KeyError):
+                    self.integrity.remove(model, v, key[2], check)
         for metric in (self.alerts_firing, self.windows, self.features_over_cap,
                        self.quality_alerts_firing):
             with contextlib.suppress(KeyError):
@@ -353,9 +383,12 @@ class Metrics:
             self._quality_series.discard(key)
             with contextlib.suppress(KeyError):
                 self.quality.remove(*key)
-        for metric in (self.label_coverage, self.label_pending):
+        for metric in (self.label_coverage, self.label_pending, self.last_event):
             with contextlib.suppress(KeyError):
                 metric.remove(model)
+        for series in ("last_bucket", "baseline"):
+            with contextlib.suppress(KeyError):
+                self.volume.remove(model, series)
 
     def render(self) -> bytes:
         """The text exposition format, as served at ``/metrics``."""

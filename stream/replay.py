@@ -116,7 +116,7 @@ def replay_lines(
                 result.events += env["columns"]["n"]
             handled = registry.handle(env)
             result.reports += handled.output.reports
-            result.alerts += handled.output.alerts + handled.quality.alerts
+            result.alerts += handled.output.alerts + handled.quality.alerts + handled.volume_alerts
             result.quality_reports += handled.quality.reports
             result.rejected_by_cap += handled.rejected
             for outcome, n in handled.label_join.items():

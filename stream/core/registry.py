@@ -47,9 +47,11 @@ from stream.core.columns import columns_from_events, events_from_columns, select
 from stream.core.monitor import ModelMonitor, MonitorOutput
 from stream.core.quality_monitor import QualityMonitor, QualityOutput
 from stream.core.reference import ReferenceProfile, reference_key
+from stream.core.volume import VolumePolicy, VolumeTracker
 from stream.errors import SnapshotError
 
-__all__ = ["HandleResult", "MonitorRegistry", "join_chunk_key", "quality_key"]
+__all__ = ["HandleResult", "MonitorRegistry", "join_chunk_key", "quality_key", "volume_key",
+           "volume_policy"]
 
 
 @dataclass
@@ -66,6 +68,8 @@ class HandleResult:
     rejected_labels: list[dict[str, Any]] = field(default_factory=list)
     #: How the label join's counters moved (joined, expired_predictions, ...).
     label_join: dict[str, int] = field(default_factory=dict)
+    #: Volume alert transitions (too_big, too_small, deadman).
+    volume_alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class MonitorRegistry:
@@ -79,20 +83,26 @@ class MonitorRegistry:
         load_state: Callable[[str], dict[str, Any] | None] = lambda key: None,
         load_reference: Callable[[str], dict[str, Any] | None] = lambda key: None,
         load_quality: Callable[[str], dict[str, Any] | None] = lambda key: None,
+        load_volume: Callable[[str], dict[str, Any] | None] = lambda key: None,
     ) -> None:
         self.config_for = config_for
         self.max_models = max_models
         self.load_state = load_state
         self.load_reference = load_reference
         self.load_quality = load_quality
+        self.load_volume = load_volume
         self.monitors: dict[str, ModelMonitor] = {}
         self.quality: dict[str, QualityMonitor] = {}
+        self.volume: dict[str, VolumeTracker] = {}
+        self._volume_dirty: set[str] = set()
         self._dirty: set[str] = set()
         self._quality_dirty: set[str] = set()
         #: Snapshots that could not be restored (kept for the operator, state restarted).
         self.restore_errors: list[str] = []
 
-    def handle(self, envelope: dict[str, Any]) -> HandleResult:
+    def handle(self, envelope: dict[str, Any], *, now: float | None = None) -> HandleResult:
+        """Process one envelope. ``now`` is the wall-clock arrival time, for the volume
+        dead-man timer (``None`` in replay, which has no wall clock)."""
         result = HandleResult()
         if envelope.get("type") == "reference":
             self.set_reference(ReferenceProfile.restore(envelope["profile"]))
@@ -115,6 +125,12 @@ class MonitorRegistry:
                 continue
             result.output.extend(mon.process_columns(part))
             self._dirty.add(reference_key(model, version))
+        config = self.config_for(model)
+        if config.volume_enabled:
+            vt = self._volume(model)
+            if vt is not None:
+                result.volume_alerts += vt.observe(cols["ts"], now=now)
+                self._volume_dirty.add(model)
         if result.rejected:
             kept = [i for i, v in enumerate(cols["model_version"])
                     if reference_key(model, v) in self.monitors]
@@ -161,6 +177,42 @@ class MonitorRegistry:
             qm = QualityMonitor(model, config)
         self.quality[model] = qm
         return qm
+
+    def _volume(self, model: str) -> VolumeTracker | None:
+        vt = self.volume.get(model)
+        if vt is not None:
+            return vt
+        policy = volume_policy(self.config_for(model))
+        data = self.load_volume(volume_key(model))
+        if data is not None:
+            try:
+                vt = VolumeTracker.restore(data, policy)
+            except SnapshotError as exc:
+                self.restore_errors.append(f"{volume_key(model)!r}: {exc}")
+        if vt is None:
+            if len(self.volume) >= self.max_models:
+                return None
+            vt = VolumeTracker(model, policy)
+        self.volume[model] = vt
+        return vt
+
+    def check_deadman(self, now: float) -> list[dict[str, Any]]:
+        """The dead-man timers of every model at wall-clock ``now``: call it from a timer,
+        so that a model that sends nothing at all is noticed."""
+        alerts: list[dict[str, Any]] = []
+        for model, vt in self.volume.items():
+            fired = vt.check(now)
+            if fired:
+                alerts += fired
+                self._volume_dirty.add(model)
+        return alerts
+
+    def take_volume_dirty(self) -> list[tuple[str, dict[str, Any]]]:
+        """Snapshots of the volume trackers changed since the last call."""
+        out = [(volume_key(m), self.volume[m].snapshot()) for m in sorted(self._volume_dirty)
+               if m in self.volume]
+        self._volume_dirty.clear()
+        return out
 
     def take_quality_dirty(self) -> list[tuple[str, dict[str, Any] | None]]:
         """Table writes for the quality state changed since the last call: the header of
@@ -230,7 +282,28 @@ class MonitorRegistry:
         for model in [m for m in self.quality if predicate(quality_key(m))]:
             del self.quality[model]
             self._quality_dirty.discard(model)
+        for model in [m for m in self.volume if predicate(volume_key(m))]:
+            del self.volume[model]
+            self._volume_dirty.discard(model)
         return gone
+
+
+def volume_policy(cfg: MonitorConfig) -> VolumePolicy:
+    """The volume policy of a model's monitor settings."""
+    return VolumePolicy(
+        bucket_seconds=cfg.volume_bucket_seconds, baseline_buckets=cfg.volume_baseline_buckets,
+        min_baseline_buckets=min(cfg.volume_min_baseline_buckets, cfg.volume_baseline_buckets),
+        spike_factor=cfg.volume_spike_factor, drop_factor=cfg.volume_drop_factor,
+        deadman_seconds=cfg.volume_deadman_seconds)
+
+
+def volume_key(model: str) -> str:
+    """Table key of a model's volume tracker.
+
+    >>> volume_key("fraud")
+    'fraud\\x1fvolume'
+    """
+    return f"{model}\x1fvolume"
 
 
 def _count(result: HandleResult, before: dict[str, int], qm: QualityMonitor) -> None:

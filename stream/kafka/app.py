@@ -15,7 +15,8 @@ Data flow, with the module that does the work::
                             ├─► reports topic         (every closed window)
                             ├─► table "model-state"   (changelog-backed monitor snapshots)
                             ├─► table "references"    (changelog-backed profiles)
-                            └─► table "quality"       (label join chunks, quality windows)
+                            ├─► table "quality"       (label join chunks, quality windows)
+                            └─► table "volume"        (per-model volume buckets, dead-man)
 
 Both tables are keyed by ``model\\x1fversion`` and partitioned like the by-model topic,
 so the worker that owns a model's events owns its state. Values are explicit, versioned
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Envelopes taken per monitor batch at most.
 TAKE_MAX = 1000
+#: How often the volume dead-man timers are checked (seconds).
+DEADMAN_CHECK_SECONDS = 5.0
 
 
 class ModelKeyedTable(faust.Table[str, bytes]):
@@ -140,6 +143,7 @@ def create_app(
     state_table = table("model-state")
     reference_table = table("references")
     quality_table = table("quality")
+    volume_table = table("volume")
 
     def load(tbl: faust.Table[str, bytes]) -> Any:
         def get(key: str) -> dict[str, Any] | None:
@@ -153,6 +157,7 @@ def create_app(
         load_state=load(state_table),
         load_reference=load(reference_table),
         load_quality=load(quality_table),
+        load_volume=load(volume_table),
     )
     ingest = IngestStage(settings, metrics, clock)
 
@@ -211,7 +216,7 @@ def create_app(
                         prof = env["profile"]
                         reference_table[state_key(prof["model"], prof["model_version"])] = (
                             orjson.dumps(prof))
-                    result = registry.handle(env)
+                    result = registry.handle(env, now=now)
                 except Exception as exc:
                     # Our own topic, so a bug or a foreign producer: never stall the agent
                     # on one message. Keep it, with the reason, and go on.
@@ -229,7 +234,7 @@ def create_app(
                     continue
                 out = result.output
                 quality = result.quality
-                for alert in out.alerts + quality.alerts:
+                for alert in out.alerts + quality.alerts + result.volume_alerts:
                     await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
                     metrics.observe_alert(alert)
                 for report in out.reports:
@@ -240,6 +245,10 @@ def create_app(
                     metrics.observe_quality_report(report)
                 for outcome, n in result.label_join.items():
                     metrics.label_join.labels(outcome=outcome).inc(n)
+                vt = registry.volume.get(env.get("model", ""))
+                if vt is not None:
+                    metrics.observe_volume(vt.model, vt.rate_of_last_bucket, vt.baseline_rate,
+                                           vt.last_arrival)
                 qm = registry.quality.get(env.get("model", ""))
                 if qm is not None:
                     metrics.observe_join(qm.model, qm.join.coverage(), qm.join.pending)
@@ -281,6 +290,8 @@ def create_app(
                         metrics.dead_letters.labels(topic=t.by_model, reason="cap_exceeded").inc()
             for key, snap in registry.take_dirty():
                 state_table[key] = orjson.dumps(snap)
+            for key, snap in registry.take_volume_dirty():
+                volume_table[key] = orjson.dumps(snap)
             for key, value in registry.take_quality_dirty():
                 if value is None:
                     quality_table.pop(key, None)
@@ -288,6 +299,15 @@ def create_app(
                     quality_table[key] = orjson.dumps(value)
             metrics.monitored_models.set(len(registry.monitors))
             metrics.batch_seconds.labels(stage="monitor").observe(time.perf_counter() - t0)
+
+    @app.timer(DEADMAN_CHECK_SECONDS)  # type: ignore[untyped-decorator]
+    async def deadman() -> None:
+        """The volume dead-man timers: a model that sends nothing at all is noticed."""
+        for alert in registry.check_deadman(clock.now()):
+            await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+            metrics.observe_alert(alert)
+        for key, snap in registry.take_volume_dirty():
+            volume_table[key] = orjson.dumps(snap)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
