@@ -32,6 +32,38 @@ random (regression, so its absolute error grows). ``label_coverage`` of the even
 label, ``label_delay_mean_seconds`` after the event on average, with the delay drawn from
 ``label_delay_distribution`` (``exponential``, ``fixed`` or ``lognormal``).
 
+Faults (:class:`FaultSpec`, ``--fault``) break the data rather than shift it, each over a
+window ``[start_seconds, end_seconds)`` of simulated time (``end_seconds=None``: until the
+end), so a monitor can be seen to fire and then to resolve:
+
+- ``null``: the feature is sent as ``null``; ``missing``: its key is left out of the
+  event's ``features``;
+- ``unit``: a numeric feature's values are multiplied by ``factor`` (default 1000);
+- ``new_category``: a categorical feature takes :data:`NEW_CATEGORY`, a value it never
+  takes otherwise, in a share ``factor`` (default 1.0) of the events;
+- ``drop``: the model sends no events at all; ``spike``: its rate is multiplied by
+  ``factor`` (default 5).
+
+Like drift, faults draw nothing from the event stream, so every event outside a window,
+and every event of another model, is the same as without the fault. The model predicts
+from the (broken) features it is sent, and labels follow those predictions, as with
+drift. A ``drop`` leaves the model's slots in the window empty: the other models keep
+their timestamps, ids and values, and ``batch(n)`` returns fewer than ``n`` events. A
+``spike`` turns each of the model's events in the window into ``factor`` events on
+average (``floor`` or ``ceil`` of it, carried over so the count is exact over time): the
+regular event, unchanged, then the extra ones spread evenly up to the next slot, with ids
+``<event_id>-1``, ``<event_id>-2``, ... and features and labels drawn from random streams
+of their own; ``batch(n)`` returns more than ``n`` events. Either way the other models'
+events, and the time the ``n`` slots cover, do not change:
+
+>>> calm = SimConfig(rate=100.0, start_ts=0.0)
+>>> spiky = replace(calm, faults=(FaultSpec("eta", "spike", start_seconds=1.0, end_seconds=2.0),))
+>>> a, b = Simulator(calm).batch(300), Simulator(spiky).batch(300)
+>>> len(b) == len(a) + 4 * sum(e["model"] == "eta" and 1.0 <= e["ts"] < 2.0 for e in a)
+True
+>>> [e for e in b if e["event_id"].count("-") == 2] == a  # the regular events
+True
+
 The sinks are thin: :func:`write_jsonl` writes events to a file and :func:`produce`
 publishes them to Kafka with aiokafka, paced in real time or as fast as possible, events
 to the predictions topic and labels to the labels topic.
@@ -43,10 +75,11 @@ import argparse
 import asyncio
 import heapq
 import math
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -60,9 +93,13 @@ from stream.files import write_jsonl
 
 __all__ = [
     "DRIFT_FORMAT",
+    "FAULT_FORMAT",
+    "FAULT_KINDS",
     "LABEL_DELAY_DISTRIBUTIONS",
+    "NEW_CATEGORY",
     "CategoricalFeature",
     "DriftSpec",
+    "FaultSpec",
     "ModelSpec",
     "NumericFeature",
     "SimConfig",
@@ -73,6 +110,7 @@ __all__ = [
     "default_models",
     "encode_messages",
     "parse_drift",
+    "parse_fault",
     "produce",
     "simulate_to_file",
     "write_jsonl",
@@ -85,11 +123,21 @@ BoolArray = npt.NDArray[np.bool_]
 Task = Literal["binary", "multiclass", "regression"]
 NumericDist = Literal["normal", "lognormal", "uniform", "poisson", "integer"]
 LabelDelayDist = Literal["exponential", "fixed", "lognormal"]
+FaultKind = Literal["null", "missing", "unit", "new_category", "drop", "spike"]
 
 #: The accepted form of ``--drift``, quoted in every error about it.
 DRIFT_FORMAT: Final = "MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]"
 #: The pseudo-feature name that drifts a model's output instead of an input.
 PREDICTION: Final = "prediction"
+#: The accepted form of ``--fault``, quoted in every error about it.
+FAULT_FORMAT: Final = "MODEL:KIND[:FEATURE]:START[-END][:FACTOR]"
+#: The fault kinds (``FaultSpec.kind``): four break one feature, two the model's traffic.
+FAULT_KINDS: Final = ("null", "missing", "unit", "new_category", "drop", "spike")
+#: The value a ``new_category`` fault gives a categorical feature.
+NEW_CATEGORY: Final = "__new_category__"
+_FEATURE_FAULTS: Final = ("null", "missing", "unit", "new_category")
+_DEFAULT_FAULT_FACTORS: Final = {"unit": 1000.0, "spike": 5.0, "new_category": 1.0}
+_FAULT_EXAMPLES: Final = "e.g. fraud:null:amount:60-120, eta:unit:distance_km:30, churn:spike:60-90:4"
 
 _TASKS: Final = ("binary", "multiclass", "regression")
 _DISTS: Final = ("normal", "lognormal", "uniform", "poisson", "integer")
@@ -462,15 +510,21 @@ def default_models() -> tuple[ModelSpec, ...]:
 
 @dataclass(frozen=True)
 class DriftSpec:
-    """Drift injected into ``model`` from ``at_seconds`` of simulated time on.
+    """Drift injected into ``model`` from ``at_seconds`` of simulated time on (up to
+    ``end_seconds``, excluded, when set: the drift then recovers).
 
     ``features`` may include ``"prediction"`` (the model's output shifts by ``magnitude``
     of its standard deviation, in logit space for classifiers). ``unit_factor``, when
     set, multiplies a numeric feature's (or a regression's) values after the shift, as
-    a unit bug would; use ``magnitude=0`` for a pure unit change.
+    a unit bug would; use ``magnitude=0`` for a pure unit change (or a ``unit``
+    :class:`FaultSpec`).
 
     >>> DriftSpec("fraud", "amount", at_seconds=60).features
     ('amount',)
+    >>> DriftSpec("fraud", "amount", at_seconds=60, end_seconds=30)
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: drift on 'fraud': end_seconds must be None (until the end) or a number > ...
     """
 
     model: str
@@ -478,6 +532,7 @@ class DriftSpec:
     at_seconds: float
     magnitude: float = 1.0
     unit_factor: float | None = None
+    end_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.features, str):
@@ -494,6 +549,126 @@ class DriftSpec:
             _finite(self.unit_factor) and self.unit_factor != 0
         ):
             raise ConfigError(f"drift on {self.model!r}: unit_factor must be finite and non-zero")
+        if self.end_seconds is not None and not (
+            _finite(self.end_seconds) and self.end_seconds > self.at_seconds
+        ):
+            raise ConfigError(
+                f"drift on {self.model!r}: end_seconds must be None (until the end) or a number"
+                f" > at_seconds ({self.at_seconds:g}), not {self.end_seconds!r}"
+            )
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A data-integrity or traffic fault of ``model``, active while ``start_seconds <=
+    ts - start_ts < end_seconds`` (``end_seconds=None``: until the end).
+
+    ``kind`` (one of :data:`FAULT_KINDS`) and what ``feature`` and ``factor`` mean:
+
+    - ``"null"``: ``feature`` is sent as ``null`` (no factor);
+    - ``"missing"``: ``feature``'s key is left out of ``features`` (no factor);
+    - ``"unit"``: numeric ``feature``'s values are multiplied by ``factor`` (default
+      1000; finite and non-zero);
+    - ``"new_category"``: categorical ``feature`` takes :data:`NEW_CATEGORY` in a share
+      ``factor`` of the events (default 1.0; in ``(0, 1]``);
+    - ``"drop"``: no events of ``model`` at all (no feature, no factor);
+    - ``"spike"``: ``model``'s event rate is multiplied by ``factor`` (default 5; > 1; no
+      feature). Overlapping ``drop``/``spike`` windows of one model multiply.
+
+    A ``factor`` left out takes its kind's default, so equal faults compare equal.
+
+    >>> FaultSpec("eta", "unit", "distance_km", start_seconds=30, end_seconds=90).factor
+    1000.0
+    >>> FaultSpec("fraud", "drop", "amount", start_seconds=60)
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: fault on 'fraud': kind 'drop' takes no feature (it acts on all of ...)
+    """
+
+    model: str
+    kind: FaultKind
+    feature: str | None = None
+    start_seconds: float = 0.0
+    end_seconds: float | None = None
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        where = f"fault on {self.model!r}"
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"{where}: model must be a non-empty name")
+        if self.kind not in FAULT_KINDS:
+            raise ConfigError(
+                f"{where}: kind must be one of {', '.join(FAULT_KINDS)}, not {self.kind!r}"
+            )
+        kind = self.kind
+        if kind in _FEATURE_FAULTS:
+            if not isinstance(self.feature, str) or not self.feature:
+                raise ConfigError(f"{where}: kind {kind!r} needs a feature (the input it breaks)")
+            if self.feature == PREDICTION:
+                raise ConfigError(
+                    f"{where}: faults break input features, not {PREDICTION!r}; for a unit"
+                    " change of a regression's output use DriftSpec(..., unit_factor=...)"
+                )
+        elif self.feature is not None:
+            raise ConfigError(
+                f"{where}: kind {kind!r} takes no feature (it acts on all of the model's events)"
+            )
+        if not (_finite(self.start_seconds) and self.start_seconds >= 0):
+            raise ConfigError(
+                f"{where}: start_seconds must be a number >= 0, not {self.start_seconds!r}"
+            )
+        if self.end_seconds is not None and not (
+            _finite(self.end_seconds) and self.end_seconds > self.start_seconds
+        ):
+            raise ConfigError(
+                f"{where}: end_seconds must be None (until the end) or a number >"
+                f" start_seconds ({self.start_seconds:g}), not {self.end_seconds!r}"
+            )
+        default = _DEFAULT_FAULT_FACTORS.get(kind)
+        if default is None:
+            if self.factor is not None:
+                raise ConfigError(f"{where}: kind {kind!r} takes no factor, got {self.factor!r}")
+            return
+        factor = default if self.factor is None else self.factor
+        if not _finite(factor) or isinstance(factor, bool):
+            raise ConfigError(f"{where}: factor must be a finite number, not {factor!r}")
+        if kind == "unit" and factor == 0:
+            raise ConfigError(f"{where}: a unit factor must be non-zero (the values' multiplier)")
+        if kind == "spike" and not factor > 1:
+            raise ConfigError(
+                f"{where}: a spike factor must be > 1 (the rate's multiplier; kind 'drop' stops"
+                f" the traffic), not {factor!r}"
+            )
+        if kind == "new_category" and not 0 < factor <= 1:
+            raise ConfigError(
+                f"{where}: a new_category factor must be in (0, 1] (the share of events that"
+                f" get {NEW_CATEGORY!r}), not {factor!r}"
+            )
+        object.__setattr__(self, "factor", float(factor))
+
+    def active(self, elapsed: FloatArray) -> BoolArray:
+        """Which of the ``elapsed`` seconds (``ts - start_ts``) fall in the window."""
+        return _window(elapsed, self.start_seconds, self.end_seconds)
+
+
+def _window(elapsed: FloatArray, start: float, end: float | None) -> BoolArray:
+    mask = elapsed >= start
+    if end is not None:
+        mask &= elapsed < end
+    return np.asarray(mask, dtype=np.bool_)
+
+
+def _blank(
+    fault: FaultSpec, elapsed: FloatArray, values: list[Any], inputs: npt.NDArray[Any], fill: float
+) -> None:
+    """Apply a ``null`` or ``missing`` fault: the model sees ``fill`` (a missing value)."""
+    mask = fault.active(elapsed)
+    if not mask.any():
+        return
+    inputs[mask] = fill
+    value = None if fault.kind == "null" else _ABSENT
+    for j in np.flatnonzero(mask).tolist():
+        values[j] = value
 
 
 @dataclass(frozen=True)
@@ -514,7 +689,8 @@ class SimConfig:
     values, are the same for the same seed whatever the distribution.
     ``accuracy_drop_at_seconds`` and ``accuracy_drop`` corrupt labels (see the module
     docstring). ``envelope`` is the number of events per Kafka message (1: one JSON
-    object; N > 1: JSON arrays of up to N).
+    object; N > 1: JSON arrays of up to N). ``faults`` break features or traffic over
+    windows of simulated time (:class:`FaultSpec`, and the module docstring).
 
     >>> SimConfig(rate=0)
     Traceback (most recent call last):
@@ -538,10 +714,12 @@ class SimConfig:
     accuracy_drop_at_seconds: float | None = None
     accuracy_drop: float = 0.3
     envelope: int = 1
+    faults: tuple[FaultSpec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "drifts", tuple(self.drifts))
+        object.__setattr__(self, "faults", tuple(self.faults))
         names = [m.name for m in self.models]
         if not names or len(set(names)) != len(names):
             raise ConfigError("simulator models must be a non-empty tuple with unique names")
@@ -574,6 +752,10 @@ class SimConfig:
         by_name = {m.name: m for m in self.models}
         for drift in self.drifts:
             _check_drift(drift, by_name)
+        for fault in self.faults:
+            if not isinstance(fault, FaultSpec):
+                raise ConfigError(f"simulator faults must be FaultSpec objects, got {fault!r}")
+            _check_fault(fault, by_name)
 
 
 def _check_drift(drift: DriftSpec, models: dict[str, ModelSpec]) -> None:
@@ -603,6 +785,38 @@ def _check_drift(drift: DriftSpec, models: dict[str, ModelSpec]) -> None:
             )
 
 
+def _check_fault(fault: FaultSpec, models: dict[str, ModelSpec]) -> None:
+    spec = models.get(fault.model)
+    if spec is None:
+        raise ConfigError(
+            f"fault names unknown model {fault.model!r}; known models: {', '.join(models)}"
+        )
+    if fault.feature is None:
+        return
+    where = f"fault on {spec.name!r}"
+    known = [f.name for f in spec.features]
+    if fault.feature not in known:
+        raise ConfigError(
+            f"{where}: unknown feature {fault.feature!r}; known features: {', '.join(known)}"
+        )
+    feature = spec.feature(fault.feature)
+    if fault.kind == "unit" and isinstance(feature, CategoricalFeature):
+        raise ConfigError(
+            f"{where}: kind 'unit' needs a numeric feature; {feature.name!r} is categorical"
+        )
+    if fault.kind == "new_category":
+        if isinstance(feature, NumericFeature):
+            raise ConfigError(
+                f"{where}: kind 'new_category' needs a categorical feature; {feature.name!r}"
+                " is numeric"
+            )
+        if NEW_CATEGORY in feature.categories:
+            raise ConfigError(
+                f"{where}: kind 'new_category' gives {feature.name!r} the value"
+                f" {NEW_CATEGORY!r}, which is already one of its categories"
+            )
+
+
 # --------------------------------------------------------------------------- generator
 
 
@@ -619,6 +833,16 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
+class _Absent:
+    """The value of a feature a ``missing`` fault leaves out of the event."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Final = _Absent()
+
+
 @dataclass
 class _Model:
     """A model's spec with everything precomputed for generation."""
@@ -632,6 +856,14 @@ class _Model:
     categories: list[npt.NDArray[np.object_] | None]
     shift_std: float = 0.0
     target: int = 0
+    #: Per feature, the faults that break it (``null``, ``missing``, ``unit``, ``new_category``).
+    feature_faults: list[list[FaultSpec]] = field(default_factory=list)
+    #: The ``drop`` and ``spike`` faults of the model.
+    traffic_faults: list[FaultSpec] = field(default_factory=list)
+    #: Whether a ``missing`` fault may leave feature keys out.
+    omits: bool = False
+    #: The fractional events a spike has owed since its last whole one (in [0, 1)).
+    traffic_carry: float = 0.0
 
 
 @dataclass
@@ -684,12 +916,20 @@ class Simulator:
             else (clock or SystemClock()).now()
         )
         seq = np.random.SeedSequence(config.seed)
-        # spawn(3) gives the same first two children as spawn(2): adding the delay stream
-        # left the event and label streams of every seed unchanged.
-        stream_seq, label_seq, delay_seq = seq.spawn(3)
+        # spawn(k) gives the same first children as spawn(j < k): adding the delay stream,
+        # then the fault streams, left the event and label streams of every seed unchanged.
+        stream_seq, label_seq, delay_seq, fault_seq, extra_seq, extra_label_seq, extra_delay_seq = (
+            seq.spawn(7)
+        )
         self._rng = np.random.default_rng(stream_seq)
         self._label_rng = np.random.default_rng(label_seq)
         self._delay_rng = np.random.default_rng(delay_seq)
+        # Faults draw only from streams of their own: which events get a new category,
+        # and a spike's extra events with their labels.
+        self._fault_rng = np.random.default_rng(fault_seq)
+        self._extra_rng = np.random.default_rng(extra_seq)
+        self._extra_label_rng = np.random.default_rng(extra_label_seq)
+        self._extra_delay_rng = np.random.default_rng(extra_delay_seq)
         self._models = [self._prepare(spec) for spec in config.models]
         weights = np.array([m.weight for m in config.models], dtype=np.float64)
         self._weights = weights / weights.sum()
@@ -727,6 +967,7 @@ class Simulator:
             f = spec.features[i]
             cat = f.categories.index(term.category) if isinstance(f, CategoricalFeature) else None
             term_plan.append((i, cat, np.asarray(term.weights, dtype=np.float64)))
+        faults = [x for x in self.config.faults if x.model == spec.name]
         model = _Model(
             spec=spec,
             cumprobs=cumprobs,
@@ -735,6 +976,9 @@ class Simulator:
             term_plan=term_plan,
             intercepts=np.asarray(spec.intercepts, dtype=np.float64),
             categories=categories,
+            feature_faults=[[x for x in faults if x.feature == f.name] for f in spec.features],
+            traffic_faults=[x for x in faults if x.kind in ("drop", "spike")],
+            omits=any(x.kind == "missing" for x in faults),
         )
         if model.prediction_drifts:
             self._calibrate(model)
@@ -761,34 +1005,45 @@ class Simulator:
         model_inputs: list[FloatArray | IntArray] = []
         for i, f in enumerate(model.spec.features):
             drifts = model.feature_drifts[i]
+            faults = model.feature_faults[i]
             if isinstance(f, CategoricalFeature):
                 cum = model.cumprobs[i]
                 assert cum is not None
                 u = rng.random(n)
                 idx = np.searchsorted(cum, u, side="right")
                 for _, d, dcum in drifts:
-                    mask = elapsed >= d.at_seconds
+                    mask = _window(elapsed, d.at_seconds, d.end_seconds)
                     if dcum is not None and mask.any():
                         idx[mask] = np.searchsorted(dcum, u[mask], side="right")
                 idx = np.minimum(idx, len(f.categories) - 1).astype(np.int64)
                 cats = model.categories[i]
                 assert cats is not None
                 values: list[Any] = cats[idx].tolist()
+                for fault in faults:
+                    if fault.kind == "new_category":
+                        self._new_category(fault, elapsed, idx, values, len(f.categories))
                 if f.missing > 0:
                     miss = rng.random(n) < f.missing
                     idx[miss] = -1
                     for j in np.flatnonzero(miss).tolist():
                         values[j] = None
+                for fault in faults:
+                    if fault.kind in ("null", "missing"):
+                        _blank(fault, elapsed, values, idx, -1)
                 columns.append(values)
                 model_inputs.append(idx)
             else:
                 x = f.sample(rng, n)
                 for shift, d, _ in drifts:
-                    mask = elapsed >= d.at_seconds
+                    mask = _window(elapsed, d.at_seconds, d.end_seconds)
                     if mask.any():
                         x[mask] += shift
                         if d.unit_factor is not None:
                             x[mask] *= d.unit_factor
+                for fault in faults:
+                    if fault.kind == "unit":
+                        assert fault.factor is not None
+                        x[fault.active(elapsed)] *= fault.factor
                 x = np.round(x, f.decimals) if f.decimals > 0 else np.rint(x)
                 values = x.astype(np.int64).tolist() if f.decimals <= 0 else x.tolist()
                 if f.missing > 0:
@@ -796,6 +1051,9 @@ class Simulator:
                     x[miss] = np.nan
                     for j in np.flatnonzero(miss).tolist():
                         values[j] = None
+                for fault in faults:
+                    if fault.kind in ("null", "missing"):
+                        _blank(fault, elapsed, values, x, np.nan)
                 columns.append(values)
                 model_inputs.append((x - f.mean) / f.std)
         z = np.tile(model.intercepts, (n, 1))
@@ -808,11 +1066,26 @@ class Simulator:
             z += contrib[:, None] * weights[None, :]
         return columns, z
 
+    def _new_category(
+        self, fault: FaultSpec, elapsed: FloatArray, idx: IntArray, values: list[Any], unseen: int
+    ) -> None:
+        """Give ``fault.factor`` of the events in its window :data:`NEW_CATEGORY` (and the
+        model an index ``unseen`` that matches none of its terms)."""
+        hit = np.flatnonzero(fault.active(elapsed))
+        if len(hit) == 0:
+            return
+        assert fault.factor is not None
+        if fault.factor < 1.0:
+            hit = hit[self._fault_rng.random(len(hit)) < fault.factor]
+        idx[hit] = unseen
+        for j in hit.tolist():
+            values[j] = NEW_CATEGORY
+
     def _sample(self, model: _Model, rng: np.random.Generator, elapsed: FloatArray) -> _Sample:
         columns, z = self._features(model, rng, elapsed)
         spec = model.spec
         for d in model.prediction_drifts:
-            mask = elapsed >= d.at_seconds
+            mask = _window(elapsed, d.at_seconds, d.end_seconds)
             if mask.any():
                 z[mask, model.target] += d.magnitude * model.shift_std
         if spec.task == "binary":
@@ -836,7 +1109,7 @@ class Simulator:
         value = z[:, 0].copy()
         for d in model.prediction_drifts:
             if d.unit_factor is not None:
-                mask = elapsed >= d.at_seconds
+                mask = _window(elapsed, d.at_seconds, d.end_seconds)
                 value[mask] *= d.unit_factor
         if spec.floor is not None:
             value = np.maximum(value, spec.floor)
@@ -852,6 +1125,22 @@ class Simulator:
     ) -> list[dict[str, Any]]:
         spec = model.spec
         names = [f.name for f in spec.features]
+        if model.omits:
+            features = [
+                {k: v for k, v in zip(names, row, strict=True) if v is not _ABSENT}
+                for row in zip(*sample.columns, strict=True)
+            ]
+            return [
+                {
+                    "event_id": eid,
+                    "model": spec.name,
+                    "model_version": spec.version,
+                    "ts": t,
+                    "features": feats,
+                    "prediction": pred,
+                }
+                for eid, t, feats, pred in zip(ids, ts, features, sample.predictions, strict=True)
+            ]
         return [
             {
                 "event_id": eid,
@@ -871,8 +1160,12 @@ class Simulator:
 
         In simulated time event ``i`` has ``ts = start_ts + i / rate``. With ``now``
         (wall-clock time, for real-time publishing) the ``n`` events are instead spread
-        evenly after the previous batch's last ``ts``, ending at ``now``. Drift and the
-        accuracy drop start at ``ts - start_ts >= at_seconds`` either way.
+        evenly after the previous batch's last ``ts``, ending at ``now``. Drift, faults
+        and the accuracy drop start at ``ts - start_ts >= at_seconds`` either way.
+
+        ``n`` counts event slots: a ``drop`` fault leaves some empty and a ``spike``
+        fault adds events after some (see the module docstring), so the batch then holds
+        fewer or more than ``n`` events; :attr:`slots` counts the slots so far.
         """
         if n < 0:
             raise ValueError(f"batch size must be >= 0, got {n}")
@@ -881,15 +1174,19 @@ class Simulator:
         steps = np.arange(n, dtype=np.float64)
         if now is None:
             ts = self.start_ts + (self._counter + steps) / self.config.rate
+            gap = 1.0 / self.config.rate
         else:
             end = max(float(now), self._last_ts)
             ts = self._last_ts + (end - self._last_ts) * (steps + 1) / n
+            gap = (end - self._last_ts) / n
         ts = np.round(ts, 6)
         self._last_ts = float(ts[-1])
         elapsed = ts - self.start_ts
         choice = self._rng.choice(len(self._models), size=n, p=self._weights)
         out: list[dict[str, Any]] = [{}] * n
         seed = self.config.seed
+        kept = np.ones(n, dtype=np.bool_)
+        extras: dict[int, list[dict[str, Any]]] = {}
         for k, model in enumerate(self._models):
             pos = np.flatnonzero(choice == k)
             if len(pos) == 0:
@@ -899,10 +1196,99 @@ class Simulator:
             events = self._events(model, sample, ids, ts[pos].tolist())
             for p, event in zip(pos.tolist(), events, strict=True):
                 out[p] = event
+            keep: BoolArray | None = None
+            if model.traffic_faults:
+                counts = self._traffic_counts(model, elapsed[pos])
+                keep = counts > 0
+                kept[pos] = keep
+                clamp = None if now is None else float(ts[-1])
+                self._extra_events(model, pos, ts, counts, ids, gap, clamp, extras)
             if self.config.labels:
-                self._schedule_labels(model, sample, events, elapsed[pos])
+                self._schedule_labels(model, sample, events, elapsed[pos], keep=keep)
         self._counter += n
-        return out
+        if kept.all() and not extras:
+            return out
+        merged: list[dict[str, Any]] = []
+        for p, event in enumerate(out):
+            if kept[p]:
+                merged.append(event)
+            more = extras.get(p)
+            if more:
+                merged.extend(more)
+        return merged
+
+    def _traffic_counts(self, model: _Model, elapsed: FloatArray) -> IntArray:
+        """How many events each of ``model``'s slots sends: 1 outside its drop and spike
+        windows, else the product of their factors (0 for a drop), rounded down or up so
+        that the running total stays within one event of the exact one."""
+        factor = np.ones(len(elapsed), dtype=np.float64)
+        for fault in model.traffic_faults:
+            mask = fault.active(elapsed)
+            if fault.kind == "drop":
+                factor[mask] = 0.0
+            else:
+                assert fault.factor is not None
+                factor[mask] *= fault.factor
+        counts = np.ones(len(elapsed), dtype=np.int64)
+        carry = model.traffic_carry
+        for j in np.flatnonzero(factor != 1.0).tolist():
+            total = carry + float(factor[j])
+            whole = math.floor(total)
+            carry = total - whole
+            counts[j] = whole
+        model.traffic_carry = carry
+        return counts
+
+    def _extra_events(
+        self,
+        model: _Model,
+        pos: IntArray,
+        ts: FloatArray,
+        counts: IntArray,
+        ids: list[str],
+        gap: float,
+        clamp: float | None,
+        extras: dict[int, list[dict[str, Any]]],
+    ) -> None:
+        """A spike's extra events: ``counts - 1`` after each slot, spread evenly over the
+        ``gap`` up to the next slot (but not past ``clamp``), drawn from their own
+        streams; collected by slot position into ``extras``."""
+        spiked = np.flatnonzero(counts > 1)
+        if len(spiked) == 0:
+            return
+        per_slot = counts[spiked]
+        slot = np.repeat(spiked, per_slot - 1)
+        nth = np.concatenate([np.arange(1, c, dtype=np.int64) for c in per_slot.tolist()])
+        extra_ts = ts[pos[slot]] + gap * nth / np.repeat(per_slot, per_slot - 1)
+        if clamp is not None:
+            extra_ts = np.minimum(extra_ts, clamp)
+        extra_ts = np.round(extra_ts, 6)
+        elapsed = extra_ts - self.start_ts
+        sample = self._sample(model, self._extra_rng, elapsed)
+        extra_ids = [f"{ids[j]}-{m}" for j, m in zip(slot.tolist(), nth.tolist(), strict=True)]
+        events = self._events(model, sample, extra_ids, extra_ts.tolist())
+        for p, event in zip(pos[slot].tolist(), events, strict=True):
+            extras.setdefault(p, []).append(event)
+        if self.config.labels:
+            self._schedule_labels(
+                model,
+                sample,
+                events,
+                elapsed,
+                rng=self._extra_label_rng,
+                delay_rng=self._extra_delay_rng,
+            )
+
+    @property
+    def slots(self) -> int:
+        """The event slots generated so far (the ``n`` of every :meth:`batch` summed):
+        the events sent, unless a ``drop`` or ``spike`` fault removed or added some."""
+        return self._counter
+
+    @property
+    def last_ts(self) -> float:
+        """The ``ts`` of the last slot generated (``start_ts`` before the first)."""
+        return self._last_ts
 
     def reference_events(self, model: str, n: int) -> list[dict[str, Any]]:
         """``n`` undrifted events of ``model`` for a reference file.
@@ -933,12 +1319,23 @@ class Simulator:
         sample: _Sample,
         events: list[dict[str, Any]],
         elapsed: FloatArray,
+        *,
+        keep: BoolArray | None = None,
+        rng: np.random.Generator | None = None,
+        delay_rng: np.random.Generator | None = None,
     ) -> None:
+        """Schedule the labels of ``events``; those not in ``keep`` (dropped by a fault)
+        get none, though their random numbers are drawn all the same."""
         cfg = self.config
-        rng = self._label_rng
+        rng = self._label_rng if rng is None else rng
         n = len(events)
         covered = rng.random(n) < cfg.label_coverage
-        delays = self._label_delays(rng.exponential(cfg.label_delay_mean_seconds, n))
+        if keep is not None:
+            covered &= keep
+        delays = self._label_delays(
+            rng.exponential(cfg.label_delay_mean_seconds, n),
+            self._delay_rng if delay_rng is None else delay_rng,
+        )
         drop_at = cfg.accuracy_drop_at_seconds
         perturb = rng.random(n) < cfg.accuracy_drop
         perturb &= elapsed >= (math.inf if drop_at is None else drop_at)
@@ -976,7 +1373,7 @@ class Simulator:
             heapq.heappush(self._heap, (t, self._label_seq, label))
             self._label_seq += 1
 
-    def _label_delays(self, exponential: FloatArray) -> FloatArray:
+    def _label_delays(self, exponential: FloatArray, delay_rng: np.random.Generator) -> FloatArray:
         """The label delays per ``label_delay_distribution``, from the exponential ones
         the label stream always draws (so the distribution never shifts the draws that
         decide coverage and label values)."""
@@ -989,7 +1386,7 @@ class Simulator:
             return np.full(len(exponential), mean, dtype=np.float64)
         sigma = LABEL_DELAY_LOGNORMAL_SIGMA
         mu = math.log(mean) - sigma * sigma / 2
-        return np.asarray(self._delay_rng.lognormal(mu, sigma, len(exponential)), dtype=np.float64)
+        return np.asarray(delay_rng.lognormal(mu, sigma, len(exponential)), dtype=np.float64)
 
     @property
     def pending_labels(self) -> int:
@@ -1170,9 +1567,11 @@ async def produce(
     labels still pending at the end are not sent). Otherwise: as fast as the broker takes
     them, in simulated time from ``config.start_ts`` (``duration_seconds`` is simulated
     time; all labels are sent at the end). With neither ``duration_seconds`` nor
-    ``max_events`` it runs until cancelled. ``on_progress`` gets the counts about once a
-    second and at the end. ``producer_factory(bootstrap)`` replaces the aiokafka
-    producer (for tests).
+    ``max_events`` it runs until cancelled. The pacing and ``max_events`` count event
+    slots (:attr:`Simulator.slots`), so a ``drop`` or ``spike`` fault changes the events
+    sent (``"events"``) but neither the other models' traffic nor the time covered.
+    ``on_progress`` gets the counts about once a second and at the end.
+    ``producer_factory(bootstrap)`` replaces the aiokafka producer (for tests).
     """
     if realtime:
         config = replace(config, start_ts=time.time())
@@ -1209,20 +1608,20 @@ async def produce(
         if realtime:
             t0 = sim.start_ts
             deadline = math.inf if duration_seconds is None else t0 + duration_seconds
-            while counts["events"] < limit:
+            while sim.slots < limit:
                 now = time.time()
                 if now >= deadline:
                     break
-                due = int(min(int((now - t0) * config.rate) + 1, limit)) - counts["events"]
+                due = int(min(int((now - t0) * config.rate) + 1, limit)) - sim.slots
                 if due > 0:
                     await publish(sim.batch(min(due, 10_000), now=now), now, now)
                 elif config.labels:
                     await publish([], now, now)
-                next_at = t0 + counts["events"] / config.rate
+                next_at = t0 + sim.slots / config.rate
                 await asyncio.sleep(min(max(next_at - time.time(), 0.002), 0.25))
         else:
             for events in _iter_batches(sim, limit):
-                await publish(events, events[-1]["ts"], time.time())
+                await publish(events, sim.last_ts, time.time())
                 await asyncio.sleep(0)
         await publisher.send(predictions_topic, envelopes.flush(), "messages")
         if config.labels and not realtime:
@@ -1264,6 +1663,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=DRIFT_FORMAT,
         help="inject drift (repeatable), e.g. fraud:amount,country:60:1.5; FEATURE may be"
         " 'prediction'",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar=FAULT_FORMAT,
+        help="inject a data or traffic fault from START to END simulated seconds (END left out:"
+        " until the end; repeatable). KIND: null (FEATURE sent as null), missing (FEATURE left"
+        " out), unit (numeric FEATURE x FACTOR, default 1000), new_category (categorical"
+        f" FEATURE is {NEW_CATEGORY!r} in a share FACTOR of the events, default 1), drop (no"
+        " events of MODEL) or spike (MODEL's rate x FACTOR, default 5); drop and spike take no"
+        f" FEATURE. {_FAULT_EXAMPLES}",
     )
     parser.add_argument("--labels", action="store_true", help="also publish delayed labels")
     parser.add_argument(
@@ -1360,6 +1771,107 @@ def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSp
     return drift
 
 
+def parse_fault(text: str, models: Sequence[ModelSpec] | None = None) -> FaultSpec:
+    """Parse one ``--fault`` value, ``MODEL:KIND[:FEATURE]:START[-END][:FACTOR]``.
+
+    ``KIND`` is one of :data:`FAULT_KINDS`; ``null``, ``missing``, ``unit`` and
+    ``new_category`` need a ``FEATURE``, ``drop`` and ``spike`` take none. ``START`` and
+    ``END`` are seconds of simulated time (no ``END``: until the end); ``FACTOR`` as in
+    :class:`FaultSpec`.
+
+    >>> parse_fault("fraud:null:amount:60-120")  # doctest: +NORMALIZE_WHITESPACE
+    FaultSpec(model='fraud', kind='null', feature='amount', start_seconds=60.0,
+              end_seconds=120.0, factor=None)
+    >>> f = parse_fault("churn:spike:30:4")
+    >>> f.kind, f.feature, f.start_seconds, f.end_seconds, f.factor
+    ('spike', None, 30.0, None, 4.0)
+    >>> parse_fault("fraud:nul:amount:60")
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --fault 'fraud:nul:amount:60': KIND 'nul' is not one of null, missing, ...
+    """
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(
+            f"--fault {text!r}: {problem}; expected {FAULT_FORMAT} with KIND one of"
+            f" {', '.join(FAULT_KINDS)}, {_FAULT_EXAMPLES}"
+        )
+
+    def number(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise fail(f"{name} {raw.strip()!r} is not a number") from None
+        if not math.isfinite(value):
+            raise fail(f"{name} must be finite")
+        return value
+
+    parts = [part.strip() for part in str(text).split(":")]
+    if len(parts) < 2:
+        raise fail(f"expected 3 to 5 ':'-separated parts, got {len(parts)}")
+    model, kind = parts[0], parts[1]
+    if not model:
+        raise fail("MODEL is empty")
+    if kind not in FAULT_KINDS:
+        raise fail(f"KIND {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+    feature: str | None = None
+    if kind in _FEATURE_FAULTS:
+        if len(parts) not in (4, 5):
+            raise fail(f"KIND {kind!r} takes MODEL:{kind}:FEATURE:START[-END][:FACTOR], 4 or 5"
+                       f" ':'-separated parts, got {len(parts)}")
+        feature = parts[2]
+        if not feature:
+            raise fail("FEATURE is empty")
+        rest = parts[3:]
+    else:
+        if len(parts) not in (3, 4):
+            raise fail(f"KIND {kind!r} takes MODEL:{kind}:START[-END][:FACTOR], 3 or 4"
+                       f" ':'-separated parts, got {len(parts)}")
+        rest = parts[2:]
+        if rest[0][:1].isalpha() and not _is_window(rest[0]):
+            raise fail(f"KIND {kind!r} takes no FEATURE (it acts on all of the model's events),"
+                       f" and {rest[0]!r} is not a START[-END] window")
+    window = rest[0]
+    if not window:
+        raise fail("START is empty")
+    split = _WINDOW_SPLIT.match(window)
+    if split is None or _is_number(window):
+        start, end = number("START", window), None
+    else:
+        start, end = number("START", split[1]), number("END", split[2])
+    if start < 0:
+        raise fail("START must be >= 0")
+    if end is not None and end <= start:
+        raise fail(f"END must be > START, got {window!r}")
+    factor = number("FACTOR", rest[1]) if len(rest) > 1 else None
+    try:
+        fault = FaultSpec(model, kind, feature, start, end, factor)  # type: ignore[arg-type]
+        specs = {m.name: m for m in (default_models() if models is None else models)}
+        _check_fault(fault, specs)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return fault
+
+
+#: ``START-END``: the ``-`` that is not a float's exponent sign (``1e-3-2e-3``).
+_WINDOW_SPLIT: Final = re.compile(r"^(.*?[^eE])-(.*)$")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_window(text: str) -> bool:
+    split = _WINDOW_SPLIT.match(text)
+    return _is_number(text) or (
+        split is not None and _is_number(split[1]) and _is_number(split[2])
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The :class:`SimConfig` the ``simulate`` options describe.
 
@@ -1430,6 +1942,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         if not isinstance(n_ref, int) or n_ref < 1:
             raise ConfigError(f"--reference-events must be an integer >= 1, got {n_ref!r}")
     drifts = tuple(parse_drift(text, models) for text in opt("drift", []) or [])
+    faults = tuple(parse_fault(text, models) for text in opt("fault", []) or [])
     return SimConfig(
         models=models,
         rate=float(rate),
@@ -1442,4 +1955,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         accuracy_drop_at_seconds=None if drop_at is None else float(drop_at),
         accuracy_drop=float(drop),
         envelope=envelope,
+        faults=faults,
     )

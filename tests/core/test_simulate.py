@@ -196,6 +196,24 @@ def test_unit_factor_multiplies_values() -> None:
         SimConfig(drifts=(DriftSpec("eta", ("city",), 1.0, unit_factor=10.0),))
 
 
+def test_drift_with_an_end_recovers(plain: list[dict[str, Any]]) -> None:
+    """``end_seconds`` bounds a drift (a unit change here): after it the events are the
+    undrifted ones again."""
+    drifts = (
+        DriftSpec("eta", ("distance_km",), 5.0, magnitude=0.0, unit_factor=1000.0, end_seconds=AT),
+        DriftSpec("fraud", ("country", "prediction"), 5.0, magnitude=2.0, end_seconds=AT),
+    )
+    events = make(drifts=drifts).batch(N)
+    window = [i for i, e in enumerate(plain) if 5.0 <= e["ts"] - START < AT]
+    assert events[: window[0]] == plain[: window[0]]
+    assert events[window[-1] + 1 :] == plain[window[-1] + 1 :]
+    eta = [(events[i], plain[i]) for i in window if plain[i]["model"] == "eta"]
+    ratio = np.mean([a["features"]["distance_km"] / b["features"]["distance_km"] for a, b in eta])
+    assert ratio == pytest.approx(1000.0, rel=0.01)
+    with pytest.raises(ConfigError, match=r"end_seconds must be None \(until the end\) or a number >"):
+        DriftSpec("fraud", ("amount",), 5.0, end_seconds=5.0)
+
+
 def test_invalid_drifts_are_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         SimConfig(drifts=(DriftSpec("nope", ("amount",), 1.0),))
