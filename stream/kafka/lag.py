@@ -108,13 +108,17 @@ class LagProbe:
                 await self._admin.close()
 
     async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
-        """Every partition of ``topics`` that exists (unknown topics have none)."""
-        await self._consumer.topics()  # refreshes the metadata
+        """Every partition of ``topics`` that exists now (unknown topics have none, and
+        are not created: only existing topics are described)."""
+        existing = set(await self._admin.list_topics())
+        wanted = [t for t in topics if t in existing]
+        if not wanted:
+            return []
         out = []
-        for topic in topics:
-            for p in sorted(self._consumer.partitions_for_topic(topic) or ()):
-                out.append(TopicPartition(topic, p))
-        return out
+        for desc in await self._admin.describe_topics(wanted):
+            if desc.get("error_code", 0) == 0:
+                out += [TopicPartition(desc["topic"], p["partition"]) for p in desc["partitions"]]
+        return sorted(out)
 
     async def group_alive(self, group: str) -> bool:
         """Whether ``group`` has at least one member now."""
