@@ -46,7 +46,8 @@ def format_alert(alert: dict[str, Any]) -> str:
     value = alert.get("value")
     det = alert["detector"]
     if value is not None and alert.get("threshold") is not None:
-        det += f" {value:.3g} >= {alert['threshold']:g}" if alert["status"] == "firing" \
+        op = ">=" if value >= alert["threshold"] else "<"
+        det += f" {value:.3g} {op} {alert['threshold']:.3g}" if alert["status"] == "firing" \
             else f" {value:.3g}"
     return (f"{when} {alert['status'].upper():8} {alert['severity']:8} {alert['kind']:14} "
             f"{where} [{det}]\n    {alert['message']}")

@@ -2,8 +2,9 @@
 
 Starts the embedded broker (Tansu) on a free loopback port, publishes reference profiles
 built from pre-drift simulated traffic, starts a worker subprocess, produces realistic
-traffic for three models with drift injected after ``--drift-at`` seconds, and prints
-alerts as they arrive on the alert topic. Ctrl-C (or ``--duration``) stops everything.
+traffic for three models with drift injected after ``--drift-at`` seconds and delayed
+labels that turn worse after twice that, and prints alerts (drift, data quality, quality)
+as they arrive on the alert topic. Ctrl-C (or ``--duration``) stops everything.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def _sim_config(args: argparse.Namespace) -> Any:
 
     return SimConfig(
         rate=args.rate,
+        # Delayed ground truth, and from 2 × drift-at on a third of the labels disagree
+        # with the predictions: quality alerts after the drift alerts.
+        labels=True,
+        label_delay_mean_seconds=5.0,
+        accuracy_drop=0.35,
+        accuracy_drop_at_seconds=args.drift_at * 2,
         drifts=(
             DriftSpec("fraud", ("amount",), at_seconds=args.drift_at, magnitude=1.5),
             DriftSpec("churn", ("region",), at_seconds=args.drift_at, magnitude=1.2),
@@ -113,8 +120,9 @@ async def _traffic_and_alerts(settings: Any, args: argparse.Namespace,
     from stream.simulate import produce
 
     print(f"driftstream demo: producing {args.rate:g} events/s; drift starts after "
-          f"{args.drift_at:g} s (fraud.amount, churn.region, then eta's prediction). "
-          "Alerts appear below; Ctrl-C stops.", flush=True)
+          f"{args.drift_at:g} s (fraud.amount, churn.region, then eta's prediction), labels "
+          f"turn worse after {args.drift_at * 2:g} s (quality alerts). Alerts appear below; "
+          "Ctrl-C stops.", flush=True)
     consumer = AIOKafkaConsumer(settings.topics.alerts,
                                 bootstrap_servers=settings.kafka.bootstrap_servers,
                                 group_id=None, auto_offset_reset="earliest")
