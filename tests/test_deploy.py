@@ -548,7 +548,9 @@ def test_rules_use_only_exported_metrics() -> None:
     assert used >= {"driftstream_psi", "driftstream_alerts_firing",
                     "driftstream_event_delay_seconds_bucket",
                     "driftstream_event_delay_seconds_count", "driftstream_consumer_status",
-                    "driftstream_backlog_age_seconds", "driftstream_dead_letters_total"}, used
+                    "driftstream_backlog_age_seconds", "driftstream_dead_letters_total",
+                    "driftstream_quality_alerts_firing", "driftstream_label_coverage_ratio",
+                    "driftstream_label_join_events_total"}, used
 
 
 def test_dashboard_uses_only_exported_metrics() -> None:
@@ -565,7 +567,10 @@ def test_dashboard_uses_only_exported_metrics() -> None:
                     "driftstream_consumer_lag_records", "driftstream_consumer_status",
                     "driftstream_ingested_events_total", "driftstream_processed_events_total",
                     "driftstream_event_delay_seconds_bucket",
-                    "driftstream_dead_letters_total"}, used
+                    "driftstream_dead_letters_total", "driftstream_quality",
+                    "driftstream_quality_alerts_firing", "driftstream_label_coverage_ratio",
+                    "driftstream_label_latency_seconds_bucket",
+                    "driftstream_label_join_events_total"}, used
 
 
 def test_freshness_bucket_bound_matches_what_the_worker_exports() -> None:
@@ -652,8 +657,11 @@ def test_dashboard_panels_use_the_provisioned_datasource() -> None:
             assert var["datasource"]["uid"] == uid, var["name"]
     titles = " ".join(p["title"] for p in panels).lower()
     for word in ("psi", "alerts firing", "alert transitions", "backlog age", "lag", "status",
-                 "throughput", "delay", "dead letters"):
+                 "throughput", "delay", "dead letters", "quality per window",
+                 "quality alerts firing", "label coverage", "label latency", "label join"):
         assert word in titles, f"no panel about {word!r}"
+    rows = [p["title"] for p in dashboard()["panels"] if p.get("type") == "row"]
+    assert "Quality (labels)" in rows, rows
 
 
 # -- promtool ------------------------------------------------------------------------
