@@ -136,8 +136,11 @@ def cmd_reference(args: argparse.Namespace) -> int:
             from stream.kafka.topics import ensure_topics
 
             await ensure_topics(settings)
+            from stream.kafka.security import client_kwargs
+
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                                        max_request_size=8 << 20)
+                                        max_request_size=8 << 20,
+                                        **client_kwargs(settings.kafka))
             await producer.start()
             try:
                 for p in profiles:
@@ -157,9 +160,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     async def tail() -> None:
         from aiokafka import AIOKafkaConsumer
 
+        from stream.kafka.security import client_kwargs
+
         consumer = AIOKafkaConsumer(
             settings.topics.alerts, bootstrap_servers=settings.kafka.bootstrap_servers,
-            group_id=None, auto_offset_reset="earliest" if args.from_beginning else "latest")
+            group_id=None, auto_offset_reset="earliest" if args.from_beginning else "latest",
+            **client_kwargs(settings.kafka))
         await consumer.start()
         try:
             loop = asyncio.get_running_loop()

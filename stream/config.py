@@ -38,12 +38,49 @@ __all__ = [
     "LagSettings",
     "MetricsSettings",
     "MonitorConfig",
+    "Secret",
     "Settings",
     "TopicSettings",
     "load_settings",
 ]
 
 ENV_PREFIX = "DRIFTSTREAM_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Secret:
+    """A secret setting: its ``repr`` and ``str`` never show the value.
+
+    >>> s = Secret("hunter2")
+    >>> s, str(s), s.reveal()
+    (Secret('***'), '***', 'hunter2')
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self._value else ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+#: Settings that hold secrets: environment or ``<name>_file`` only.
+SECRET_SETTINGS = frozenset({"kafka.sasl_password", "kafka.ssl_key_password"})
 
 
 @dataclass(frozen=True)
@@ -59,8 +96,56 @@ class KafkaSettings:
     #: Work around the embedded Tansu broker's quirks (see ``stream/kafka/tansu.py``).
     #: Leave off against Apache Kafka.
     embedded_broker_compat: bool = False
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``: passed to Faust and to
+    #: every aiokafka client driftstream opens (``stream/kafka/security.py``).
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    #: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str = ""
+    #: Secrets come from the environment (``DRIFTSTREAM_KAFKA__SASL_PASSWORD``) or from a
+    #: file (``sasl_password_file``, e.g. a mounted secret), never from the config file or
+    #: the command line, and are never printed.
+    sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    sasl_password_file: str = ""
+    #: TLS: CA bundle to verify the brokers, and a client certificate and key for mTLS.
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_key_password_file: str = ""
+    ssl_check_hostname: bool = True
+
+    def secret(self, name: str) -> str:
+        """The value of secret ``name`` (``sasl_password`` or ``ssl_key_password``): from
+        its ``<name>_file`` when set (trailing newline removed), else from the setting."""
+        path = getattr(self, f"{name}_file")
+        if path:
+            try:
+                return Path(path).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"kafka.{name}_file={path!r} cannot be read: "
+                                  f"{exc.strerror}") from None
+        value: Secret = getattr(self, name)
+        return value.reveal()
 
     def validate(self) -> None:
+        if self.security_protocol.startswith("SASL"):
+            if not self.sasl_username:
+                raise ConfigError(f"kafka.security_protocol={self.security_protocol} needs "
+                                  "kafka.sasl_username (and a password: DRIFTSTREAM_KAFKA__"
+                                  "SASL_PASSWORD or kafka.sasl_password_file)")
+            if not self.secret("sasl_password"):
+                raise ConfigError(f"kafka.security_protocol={self.security_protocol} needs a "
+                                  "password: set DRIFTSTREAM_KAFKA__SASL_PASSWORD or "
+                                  "kafka.sasl_password_file")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"kafka.{name}={path!r} is not a file")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("kafka.ssl_certfile and kafka.ssl_keyfile go together (mTLS)")
+        self.secret("sasl_password")  # the secret files exist and are readable
+        self.secret("ssl_key_password")
         _positive("kafka.session_timeout_seconds", self.session_timeout_seconds)
         _positive("kafka.heartbeat_interval_seconds", self.heartbeat_interval_seconds)
         _positive("kafka.rebalance_timeout_seconds", self.rebalance_timeout_seconds)
@@ -587,6 +672,14 @@ def _build(
 
 def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
     want = hint if isinstance(hint, type) else None
+    if want is Secret:
+        if key in SECRET_SETTINGS and not origin.startswith(ENV_PREFIX):
+            raise ConfigError(
+                f"{key} must not be written in a config file ({origin}): set "
+                f"{ENV_PREFIX}{key.replace('.', '__').upper()} or {key}_file")
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} (from {origin}): expected a string")
+        return Secret(value)
     try:
         if want is bool or hint is bool:
             if isinstance(value, bool):

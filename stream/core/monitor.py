@@ -553,6 +553,7 @@ class ModelMonitor:
             return
         s = self.series[key]
         for field_, prefix in _INTEGRITY:
+            value: float | None
             if field_ == "missing":
                 value = self._missing_increase(key, stats, seen)
             else:

@@ -52,6 +52,7 @@ from stream.core.registry import MonitorRegistry
 from stream.errors import DriftstreamError
 from stream.kafka.ingest import IngestStage
 from stream.kafka.lag import LagProbe, LagSampler, LagTarget
+from stream.kafka.security import client_kwargs, faust_credentials
 from stream.kafka.topics import model_of, partition_for, state_key
 from stream.metrics import Metrics
 
@@ -119,6 +120,7 @@ def create_app(
         web_host=s.app.web_host,
         web_port=s.app.web_port,
         datadir=s.app.data_dir,
+        broker_credentials=faust_credentials(k),
     )
 
     by_model = app.topic(t.by_model, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -166,7 +168,8 @@ def create_app(
         await ingest.run()
 
     if s.lag.in_worker:
-        lag = LagSampler(s.lag, LagProbe(k.bootstrap_servers, client_id=f"{s.app.id}-lag"),
+        lag = LagSampler(s.lag, LagProbe(k.bootstrap_servers, client_id=f"{s.app.id}-lag",
+                                         **client_kwargs(k)),
                          metrics.lag, clock=clock)
 
         @app.task  # type: ignore[untyped-decorator]

@@ -46,6 +46,7 @@ from stream.core.columns import columns_from_events
 from stream.core.deadletter import dead_letter_record
 from stream.core.events import decode_message, normalize_event, normalize_label
 from stream.errors import InvalidEvent
+from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
 from stream.metrics import Metrics
 
@@ -203,9 +204,10 @@ class IngestStage:
 
         s = self.settings
         k = s.kafka
+        security = client_kwargs(k)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=k.bootstrap_servers, linger_ms=5, max_request_size=8 << 20,
-            client_id=f"{s.app.id}-ingest",
+            client_id=f"{s.app.id}-ingest", **security,
         )
         self.consumer = AIOKafkaConsumer(
             *self.kinds,
@@ -220,6 +222,7 @@ class IngestStage:
             max_poll_records=s.ingest.max_records,
             fetch_max_bytes=64 << 20,
             max_partition_fetch_bytes=16 << 20,
+            **security,
         )
         await self.producer.start()
         try:

@@ -40,6 +40,7 @@ from stream.config import LagSettings, Settings
 from stream.core.backlog import BacklogAlerts, BacklogPolicy
 from stream.core.clock import Clock, SystemClock
 from stream.core.lag import LagPolicy, LagReading, LagTracker, OffsetSample
+from stream.kafka.security import client_kwargs
 from stream.kafka.tansu import true_end_offsets
 from stream.metrics import LagMetrics
 
@@ -323,7 +324,7 @@ async def _recover_alerts(settings: Settings, alerts: BacklogAlerts, timeout: fl
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
         enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
-        client_id=f"{settings.app.id}-lag-recover")
+        client_id=f"{settings.app.id}-lag-recover", **client_kwargs(settings.kafka))
     await consumer.start()
     events: list[dict[str, Any]] = []
     try:
@@ -383,7 +384,8 @@ async def run_monitor(
     s = settings.lag
     registry = CollectorRegistry(auto_describe=True)
     metrics = LagMetrics(registry)
-    probe = LagProbe(settings.kafka.bootstrap_servers, client_id=f"{settings.app.id}-lag")
+    probe = LagProbe(settings.kafka.bootstrap_servers, client_id=f"{settings.app.id}-lag",
+                     **client_kwargs(settings.kafka))
     producer: Any = None
     alerts: BacklogAlerts | None = None
     publish: AlertSink | None = None
@@ -393,7 +395,8 @@ async def run_monitor(
         if recovered:
             out(f"recovered {recovered} backlog alert condition(s) from {settings.topics.alerts}")
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
-                                    client_id=f"{settings.app.id}-lag")
+                                    client_id=f"{settings.app.id}-lag",
+                                    **client_kwargs(settings.kafka))
         await producer.start()
 
         async def publish(event: dict[str, Any]) -> None:

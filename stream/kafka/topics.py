@@ -58,8 +58,11 @@ async def ensure_topics(settings: Any) -> list[str]:
         t.dead_letter: (1, {}),
         t.references: (1, {"cleanup.policy": "compact"}),
     }
+    from stream.kafka.security import client_kwargs
+
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers,
-                                client_id=f"{settings.app.id}-admin")
+                                client_id=f"{settings.app.id}-admin",
+                                **client_kwargs(settings.kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
