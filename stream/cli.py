@@ -123,9 +123,25 @@ def cmd_reference(args: argparse.Namespace) -> int:
     profiles = build_profiles(events, settings)
     if not profiles:
         raise DriftstreamError(f"{path}: no events to build a reference from (rejected: {bad})")
+    if args.labels:
+        from stream.core.events import normalize_label
+        from stream.files import read_jsonl_lines
+        from stream.replay import reference_quality
+
+        labels = []
+        for line_no, raw in read_jsonl_lines(args.labels):
+            try:
+                labels.append(normalize_label(orjson.loads(raw)))
+            except (orjson.JSONDecodeError, DriftstreamError) as exc:
+                raise DriftstreamError(f"{args.labels}:{line_no}: not a label event: {exc}") from None
+        quality = reference_quality(events, labels, settings)
+        for p in profiles:
+            p.quality = quality.get((p.model, p.model_version))
     for p in profiles:
+        q = f"; quality on {p.quality['pairs']} labelled events: {p.quality['metrics']}" \
+            if p.quality else ""
         print(f"reference {p.model} {p.model_version or '-'}: {p.events} events, "
-              f"{len(p.series)} series ({bad} lines rejected)")
+              f"{len(p.series)} series ({bad} lines rejected){q}")
     if args.out:
         Path(args.out).write_bytes(b"\n".join(orjson.dumps(p.snapshot()) for p in profiles) + b"\n")
         print(f"wrote {args.out}")
@@ -277,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", help="CSV: comma-separated feature columns (default: all)")
     p.add_argument("--prediction-column", help="CSV: column holding the prediction")
     p.add_argument("--ts-column", help="CSV: column holding event time (epoch seconds)")
+    p.add_argument("--labels", help="label events (.jsonl) of the reference events: the "
+                                    "profile then carries the reference quality")
     p.add_argument("--out", help="write the profiles as JSON Lines to this file")
     p.add_argument("--publish", action="store_true", help="publish to the references topic")
     p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")

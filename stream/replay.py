@@ -40,7 +40,8 @@ from stream.errors import InvalidEvent
 from stream.files import read_jsonl_lines, write_jsonl
 from stream.kafka.ingest import Record, route
 
-__all__ = ["ReplayResult", "build_profiles", "replay_files", "replay_lines", "write_jsonl"]
+__all__ = ["ReplayResult", "build_profiles", "reference_quality", "replay_files", "replay_lines",
+           "write_jsonl"]
 
 #: Lines per batch; any value gives the same results (the core is batch invariant).
 BATCH_LINES = 5000
@@ -79,6 +80,41 @@ def _first_ts(raw: bytes) -> float:
         return parse_ts(obj["ts"]) if isinstance(obj, dict) and "ts" in obj else -math.inf
     except (orjson.JSONDecodeError, InvalidEvent, TypeError, IndexError):
         return -math.inf
+
+
+def reference_quality(
+    events: list[dict[str, Any]], labels: list[dict[str, Any]], settings: Settings,
+) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """The model quality of labelled reference events, per (model, model_version):
+    ``{"task", "pairs", "metrics"}``, computed by the live path's quality code on all the
+    pairs at once (one window). Versions without any labelled event are left out."""
+    from dataclasses import replace
+
+    from stream.core.columns import columns_from_events
+    from stream.core.quality_monitor import QualityMonitor
+
+    out: dict[tuple[str, str | None], dict[str, Any]] = {}
+    labelled = {(lab["model"], lab["event_id"]) for lab in labels}
+    for (model, version), group in profiles_by_version(events).items():
+        mine = [e for e in group if (model, e["event_id"]) in labelled]
+        if not mine:
+            continue
+        cfg = replace(settings.monitor_for(model), quality_window_size=len(mine),
+                      quality_window_kind="count", quality_min_pairs=1, quality_adwin=False,
+                      quality_slo={}, quality_margin=0.0, label_ttl_seconds=1e12,
+                      label_grace_seconds=1e12, max_pending_predictions=len(mine) + 1)
+        qm = QualityMonitor(model, cfg)
+        qm.add_predictions(columns_from_events(mine))
+        ids = {e["event_id"] for e in mine}
+        mine_labels = [lab for lab in labels if lab["model"] == model and lab["event_id"] in ids]
+        result = qm.add_labels({"event_id": [lab["event_id"] for lab in mine_labels],
+                                "label": [lab["label"] for lab in mine_labels],
+                                "ts": [lab["ts"] for lab in mine_labels]})
+        for report in result.reports:
+            metrics = {k: v for k, v in report["metrics"].items() if k != "n" and v is not None}
+            out[(model, version)] = {"task": report["task"], "pairs": report["metrics"]["n"],
+                                     "metrics": metrics}
+    return out
 
 
 def replay_lines(

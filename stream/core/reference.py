@@ -121,7 +121,11 @@ class ReferenceProfile:
         ts_min: float | None = None,
         ts_max: float | None = None,
         features_over_cap: int = 0,
+        quality: dict[str, Any] | None = None,
     ) -> None:
+        #: Reference quality ``{"task", "pairs", "metrics"}`` when the reference events
+        #: came with labels (``driftstream reference --labels``), else ``None``.
+        self.quality = quality
         self.model = model
         self.model_version = model_version
         self.series = series
@@ -211,6 +215,7 @@ class ReferenceProfile:
             "ts_min": self.ts_min,
             "ts_max": self.ts_max,
             "features_over_cap": self.features_over_cap,
+            **({"quality": self.quality} if self.quality is not None else {}),
             "features": {n: s.snapshot() for (src, n), s in self.series.items() if src == "feature"},
             "prediction": {
                 n: s.snapshot() for (src, n), s in self.series.items() if src == "prediction"
@@ -242,6 +247,7 @@ class ReferenceProfile:
                 ts_min=data.get("ts_min"),
                 ts_max=data.get("ts_max"),
                 features_over_cap=int(data.get("features_over_cap", 0)),
+                quality=data.get("quality"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"corrupt reference profile: {exc!r}") from None

@@ -45,7 +45,7 @@ from typing import Any
 from stream.config import MonitorConfig
 from stream.core.columns import columns_from_events, events_from_columns, select_columns
 from stream.core.monitor import ModelMonitor, MonitorOutput
-from stream.core.quality_monitor import QualityMonitor, QualityOutput
+from stream.core.quality_monitor import BASELINE_METRICS, QualityMonitor, QualityOutput
 from stream.core.reference import ReferenceProfile, reference_key
 from stream.core.volume import VolumePolicy, VolumeTracker
 from stream.errors import SnapshotError
@@ -239,6 +239,14 @@ class MonitorRegistry:
             self.monitors[key] = mon
         mon.set_reference(profile)
         self._dirty.add(key)
+        q = profile.quality
+        if q is not None and self.config_for(profile.model).quality_enabled:
+            qm = self._quality(profile.model, create=True)
+            if qm is not None:
+                metrics = {m: float(v) for m, v in q["metrics"].items()
+                           if m in BASELINE_METRICS.get(q["task"], ()) and v is not None}
+                qm.set_reference_quality(profile.model_version, metrics)
+                self._quality_dirty.add(profile.model)
 
     def _get(self, model: str, version: str | None, result: HandleResult) -> ModelMonitor | None:
         key = reference_key(model, version)
