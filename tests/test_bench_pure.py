@@ -89,3 +89,12 @@ def test_adwin_cost_smoke() -> None:
         assert m["missed"] == sum(d is None for d in m["delays"])
         assert m["false_alarms_total"] >= 0
     assert result["methods"]["per_value"]["speedup_vs_per_value"] == 1.0
+
+
+def test_core_cost_smoke() -> None:
+    result = run_smoke("core_cost.py")
+    assert result["benchmark"] == "core_cost" and result["events"] == 2000
+    assert set(result["results"]) == {"drift", "+volume", "+labels_pending", "default", "+labels"}
+    for r in result["results"].values():
+        assert r["seconds"] > 0 and r["us_per_event"] > 0
+    assert result["ratio_to_drift"]["drift"] == 1.0
