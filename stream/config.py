@@ -306,6 +306,7 @@ class LagSettings:
 
 WindowKind = Literal["count", "time"]
 QualityTask = Literal["auto", "binary", "multiclass", "regression"]
+LabelJoinStart = Literal["first_label", "always"]
 #: Quality metrics that can carry an SLO: True when higher is better.
 QUALITY_METRICS: Mapping[str, bool] = MappingProxyType({
     "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
@@ -370,6 +371,15 @@ class MonitorConfig:
     #: A schema alert (unknown features, reference features that stopped arriving)
     #: resolves after this many windows without either.
     schema_quiet_evaluations: int = 3
+    # -- feature attributions (prediction events' ``attributions``, per window) ---------
+    #: NDCG of the window's feature-importance ranking against the reference's (see
+    #: ``stream/core/attribution.py``): an alert fires below the warning and escalates
+    #: below the critical value; it resolves once above 1 - (1 - warning)(1 - hysteresis).
+    attribution_ndcg_warning: float = 0.9
+    attribution_ndcg_critical: float = 0.8
+    #: Absolute change of one feature's share of the total attribution.
+    attribution_share_warning: float = 0.1
+    attribution_share_critical: float = 0.2
     # -- volume (per model: event-time buckets against a trailing baseline) -------------
     volume_enabled: bool = True
     volume_bucket_seconds: float = 60.0
@@ -388,9 +398,12 @@ class MonitorConfig:
     feature_thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     # -- delayed labels and quality ---------------------------------------------------
-    #: Keep predictions for the label join and compute quality. Off saves the join's
-    #: per-prediction cost for models that never get labels.
+    #: Keep predictions for the label join and compute quality.
     quality_enabled: bool = True
+    #: When a model's predictions start waiting for labels: ``first_label`` (once the
+    #: model's first label arrived, or its reference carries a quality), so a model that
+    #: never gets labels costs nothing; ``always`` (from its first prediction).
+    label_join_start: LabelJoinStart = "first_label"
     #: ``auto`` infers it from the first joined pairs: a numeric prediction ``value`` is
     #: regression; boolean or 0/1 labels are binary; anything else is multiclass.
     quality_task: QualityTask = "auto"
@@ -454,6 +467,16 @@ class MonitorConfig:
             if not 0 < warn <= crit <= 1:
                 raise ConfigError(f"{where}.{name}_warning and {name}_critical must satisfy "
                                   f"0 < warning <= critical <= 1, got {warn} and {crit}")
+        ndcg_warn, ndcg_crit = self.attribution_ndcg_warning, self.attribution_ndcg_critical
+        if not 0 < ndcg_crit <= ndcg_warn <= 1:
+            raise ConfigError(f"{where}.attribution_ndcg_warning and attribution_ndcg_critical "
+                              "must satisfy 0 < critical <= warning <= 1 (NDCG alerts fire "
+                              f"below them), got {ndcg_warn} and {ndcg_crit}")
+        share_warn, share_crit = self.attribution_share_warning, self.attribution_share_critical
+        if not 0 < share_warn <= share_crit <= 1:
+            raise ConfigError(f"{where}.attribution_share_warning and attribution_share_critical "
+                              "must satisfy 0 < warning <= critical <= 1, got "
+                              f"{share_warn} and {share_crit}")
         if self.range_margin < 0:
             raise ConfigError(f"{where}.range_margin must be >= 0")
         for name in ("schema_quiet_evaluations", "volume_bucket_seconds", "volume_baseline_buckets",
@@ -461,6 +484,9 @@ class MonitorConfig:
             _positive(f"{where}.{name}", getattr(self, name))
         if self.volume_spike_factor <= 1 or self.volume_drop_factor <= 1:
             raise ConfigError(f"{where}.volume_spike_factor and volume_drop_factor must be > 1")
+        if self.label_join_start not in get_args(LabelJoinStart):
+            raise ConfigError(f"{where}.label_join_start={self.label_join_start!r}: use "
+                              "'first_label' or 'always'")
         if self.quality_task not in get_args(QualityTask):
             raise ConfigError(f"{where}.quality_task={self.quality_task!r}: use one of "
                               f"{list(get_args(QualityTask))}")

@@ -17,7 +17,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from stream.core.events import REASONS, decode_message, normalize_event, normalize_label
+from stream.core.events import (
+    MAX_ATTRIBUTIONS,
+    REASONS,
+    decode_message,
+    normalize_event,
+    normalize_label,
+)
 from stream.errors import InvalidEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -125,8 +131,14 @@ def test_shared_definitions_do_not_drift_apart() -> None:
     pred, feat, label = (SCHEMAS[n]["$defs"] for n in ("prediction", "feature", "label"))
     for key in ("schema_version", "event_id", "model", "ts"):
         assert pred[key] == feat[key] == label[key], key
-    for key in ("model_version", "features", "slices", "attributions"):
+    for key in ("model_version", "features", "slices"):
         assert pred[key] == feat[key], key
+    # Attributions are monitored on predictions only, so only there are they bounded; a
+    # feature event's are checked as before and not kept (stream/core/events.py).
+    assert {k: v for k, v in pred["attributions"].items() if k not in ("description",
+                                                                       "maxProperties")} == {
+        k: v for k, v in feat["attributions"].items() if k != "description"}
+    assert pred["attributions"]["maxProperties"] == MAX_ATTRIBUTIONS
 
     def shape(props: dict[str, Any]) -> dict[str, Any]:
         return {k: {a: b for a, b in v.items() if a != "description"} for k, v in props.items()}
@@ -206,6 +218,11 @@ CASES: list[tuple[str, str, Any, str | None]] = [
      pred(model_version=None, slices=None, attributions=None, latency_ms=None,
           deployment=None), OK),
     ("p-unknown-field", "prediction", pred(trace_id="abc", extra={"nested": [1, 2]}), OK),
+    ("p-attributions", "prediction",
+     pred(attributions={"amount": 0.41, "country": -0.12, "n": 0, "not_a_feature": 3}), OK),
+    ("p-attributions-empty", "prediction", pred(attributions={}), OK),
+    ("p-attributions-max", "prediction",
+     pred(attributions={f"f{i}": 0.001 * i for i in range(MAX_ATTRIBUTIONS)}), OK),
     # prediction: rejected
     ("p-not-object", "prediction", [pred()], "not_an_object"),
     ("p-string", "prediction", "event", "not_an_object"),
@@ -259,6 +276,15 @@ CASES: list[tuple[str, str, Any, str | None]] = [
     ("p-slice-number", "prediction", pred(slices={"region": 3}), "wrong_type"),
     ("p-slices-list", "prediction", pred(slices=["eu"]), "wrong_type"),
     ("p-attribution-string", "prediction", pred(attributions={"x": "high"}), "wrong_type"),
+    ("p-attribution-bool", "prediction", pred(attributions={"x": True}), "wrong_type"),
+    ("p-attribution-null-value", "prediction", pred(attributions={"x": None}), "wrong_type"),
+    ("p-attribution-list-value", "prediction", pred(attributions={"x": [0.1, 0.2]}),
+     "wrong_type"),
+    ("p-attributions-list", "prediction", pred(attributions=[0.1, 0.2]), "wrong_type"),
+    ("p-attributions-number", "prediction", pred(attributions=0.5), "wrong_type"),
+    ("p-attributions-over-cap", "prediction",
+     pred(attributions={f"f{i}": 0.001 * i for i in range(MAX_ATTRIBUTIONS + 1)}),
+     "invalid_value"),
     ("p-latency-string", "prediction", pred(latency_ms="4ms"), "wrong_type"),
     ("p-empty-deployment", "prediction", pred(deployment=""), "wrong_type"),
     ("p-deployment-number", "prediction", pred(deployment=1), "wrong_type"),
@@ -268,6 +294,7 @@ CASES: list[tuple[str, str, Any, str | None]] = [
      feat(schema_version=1, model_version="v3", slices={"r": "eu"}, attributions={"x": 1},
           latency_ms=3, deployment="production", ts="2023-11-14T22:13:20-05:00"), OK),
     ("f-unknown-field", "feature", feat(source="batch"), OK),
+    ("f-attribution-string", "feature", feat(attributions={"x": "high"}), "wrong_type"),
     ("f-with-prediction", "feature", feat(prediction=0.93), "invalid_value"),
     ("f-with-null-prediction", "feature", feat(prediction=None), "invalid_value"),
     ("f-no-features", "feature", feat(features=...), "missing_field"),

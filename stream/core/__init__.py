@@ -10,7 +10,10 @@ One concept per module:
 - ``psi``: the Population Stability Index and its noise floor;
 - ``adwin``: river's ADWIN behind a bounded-cost, snapshot-able adapter;
 - ``alerts``: the firing/resolved lifecycle with hysteresis;
-- ``monitor``: windows, PSI, ADWIN and alerts of one (model, version);
+- ``monitor``: windows, PSI, ADWIN, data integrity and alerts of one (model, version);
+- ``attribution``: feature-attribution drift (importance, NDCG of its ranking, shares);
+- ``quality_monitor``: the label join and quality windows of one model;
+- ``volume``: the event volume of one model and its dead-man timer;
 - ``registry``: many monitors, routing of envelopes, caps;
 - ``labeljoin``: delayed labels joined to predictions, with TTL, grace and bounds;
 - ``quality``: model-quality metrics of joined pairs (the numbers of scikit-learn);

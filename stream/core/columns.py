@@ -3,6 +3,10 @@
 A *series* is one monitored stream of values of a model: a feature (``("feature", name)``)
 or a part of the prediction (``("prediction", "score" | "value" | "label")``).
 
+Attributions of prediction events (``stream.core.events``) travel as their own columns,
+``"attributions": {feature: [number or None per event]}``, only in batches where some event
+has them: a batch without attributions is exactly what it was before they existed.
+
 Numeric columns are float arrays where ``NaN`` is a missing value and ``+inf`` a value of
 the wrong type (validated events never carry infinities, so the marker is unambiguous).
 
@@ -19,7 +23,7 @@ the wrong type (validated events never carry infinities, so the marker is unambi
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -79,14 +83,19 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A columnar batch of normalised events (what travels on the by-model topic).
 
     Absent and null feature values are both ``None``. Feature columns are sorted by name;
-    prediction columns are there only when some event has a prediction.
+    prediction columns are there only when some event has a prediction, attribution
+    columns (sorted by name, ``None`` where an event has none) only when some event has
+    attributions.
 
     >>> cols = columns_from_events([
     ...     {"event_id": "a", "model_version": "v1", "ts": 1.0, "features": {"x": 1}},
     ...     {"event_id": "b", "model_version": "v1", "ts": 2.0, "features": {"y": "u"},
-    ...      "prediction": {"label": "no", "score": None, "value": None, "scores": None}}])
-    >>> cols["n"], cols["features"], cols["prediction"]["label"]
-    (2, {'x': [1, None], 'y': [None, 'u']}, [None, 'no'])
+    ...      "prediction": {"label": "no", "score": None, "value": None, "scores": None},
+    ...      "attributions": {"y": -0.3}}])
+    >>> cols["n"], cols["features"], cols["prediction"]["label"], cols["attributions"]
+    (2, {'x': [1, None], 'y': [None, 'u']}, [None, 'no'], {'y': [None, -0.3]})
+    >>> "attributions" in columns_from_events([{"ts": 1.0, "features": {}, "attributions": None}])
+    False
     """
     feats = [e["features"] for e in events]
     names = sorted(set().union(*feats))
@@ -103,7 +112,7 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
             part: [p[part] if (p := e.get("prediction")) else None for e in events]
             for part in PREDICTION_PARTS
         }
-    return {
+    out = {
         "n": len(events),
         "event_id": [e.get("event_id") for e in events],
         "model_version": [e.get("model_version") for e in events],
@@ -111,6 +120,18 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         "features": features,
         "prediction": prediction,
     }
+    attrs = [e.get("attributions") for e in events]
+    if any(attrs):
+        names = sorted(set().union(*filter(None, attrs)))
+        first = attrs[0].keys() if attrs[0] else None
+        if len(names) > 1 and all(a is not None and a.keys() == first for a in attrs):
+            # every event attributes the same features (the usual case): transpose
+            columns = zip(*map(itemgetter(*names), cast("list[dict[str, Any]]", attrs)),
+                          strict=True)
+            out["attributions"] = {n: list(c) for n, c in zip(names, columns, strict=True)}
+        else:
+            out["attributions"] = {n: [a.get(n) if a else None for a in attrs] for n in names}
+    return out
 
 
 def column(cols: dict[str, Any], key: SeriesKey) -> list[Any]:
@@ -148,13 +169,23 @@ def select_columns(cols: dict[str, Any], rows: list[int] | slice) -> dict[str, A
         "features": {k: pick(v) for k, v in cols["features"].items()},
         "prediction": {k: pick(v) for k, v in pred.items()} if pred else None,
     }
+    if attrs := cols.get("attributions"):
+        out["attributions"] = {k: pick(v) for k, v in attrs.items()}
     return out
 
 
 def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
-    """Back to compact events (what warm-up keeps); null features are left out."""
+    """Back to compact events (what warm-up keeps); null features are left out, and
+    ``attributions`` is there only for events that had some.
+
+    >>> events_from_columns({"n": 2, "ts": [1.0, 2.0], "features": {"x": [1, None]},
+    ...                      "prediction": None, "attributions": {"x": [None, 0.5]}})
+    [{'ts': 1.0, 'features': {'x': 1}, 'prediction': None},
+     {'ts': 2.0, 'features': {}, 'prediction': None, 'attributions': {'x': 0.5}}]
+    """
     feats = cols["features"]
     pred = cols["prediction"]
+    attrs = cols.get("attributions") or {}
     out = []
     for i in range(cols["n"]):
         e: dict[str, Any] = {
@@ -164,14 +195,17 @@ def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
         }
         if pred and any(pred[p][i] is not None for p in PREDICTION_PARTS):
             e["prediction"] = {p: pred[p][i] for p in PREDICTION_PARTS}
+        if attrs and (a := {k: v[i] for k, v in attrs.items() if v[i] is not None}):
+            e["attributions"] = a
         out.append(e)
     return out
 
 
 def append_columns(acc: dict[str, Any] | None, cols: dict[str, Any]) -> dict[str, Any]:
     """``acc`` followed by the rows of ``cols``, keeping only what a reference needs
-    (``n``, ``ts``, ``features``, ``prediction``). Used for warm-up buffers, which are
-    part of a monitor's snapshot: columns repeat no feature names, unlike event dicts.
+    (``n``, ``ts``, ``features``, ``prediction``, and ``attributions`` once some row has
+    them). Used for warm-up buffers, which are part of a monitor's snapshot: columns
+    repeat no feature names, unlike event dicts.
 
     >>> a = append_columns(None, {"n": 1, "ts": [1.0], "features": {"x": [1]},
     ...                           "prediction": None})
@@ -191,5 +225,10 @@ def append_columns(acc: dict[str, Any] | None, cols: dict[str, Any]) -> dict[str
     if pa or pb:
         prediction = {p: (pa[p] if pa else [None] * n_a) + (pb[p] if pb else [None] * n_b)
                       for p in PREDICTION_PARTS}
-    return {"n": n_a + n_b, "ts": acc["ts"] + list(cols["ts"]), "features": features,
-            "prediction": prediction}
+    out = {"n": n_a + n_b, "ts": acc["ts"] + list(cols["ts"]), "features": features,
+           "prediction": prediction}
+    aa, ab = acc.get("attributions") or {}, cols.get("attributions") or {}
+    if aa or ab:
+        out["attributions"] = {k: aa.get(k, [None] * n_a) + ab.get(k, [None] * n_b)
+                               for k in sorted(set(aa) | set(ab))}
+    return out

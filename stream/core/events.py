@@ -10,7 +10,11 @@ for ``replay`` alike. A decoded event is a plain, JSON-safe ``dict`` in *normal 
 - ``prediction`` (prediction events only): ``{"label", "score", "value", "scores"}``, each
   ``None`` when absent. A scalar prediction becomes ``label`` (string or boolean) or
   ``value`` (number); an object keeps its ``label``/``score`` and optional ``scores`` map;
-- optional ``slices``, ``attributions``, ``latency_ms``, ``deployment`` when present.
+- ``attributions``: feature name -> finite number (e.g. SHAP values) of a prediction
+  event, at most :data:`MAX_ATTRIBUTIONS` of them, or ``None`` (absent, null or empty). A
+  feature event's attributions are validated like before (``schemas/feature.json``) but
+  not kept: attribution drift (``stream/core/attribution.py``) is about predictions;
+- optional ``slices``, ``latency_ms``, ``deployment`` when present.
 
 Anything else raises :class:`~stream.errors.InvalidEvent`, whose ``reason`` is a stable
 code used for the dead-letter topic and the ``driftstream_dead_letters_total`` counter.
@@ -42,6 +46,7 @@ import orjson
 from stream.errors import InvalidEvent
 
 __all__ = [
+    "MAX_ATTRIBUTIONS",
     "REASONS",
     "SCHEMA_VERSION",
     "DecodedBatch",
@@ -69,6 +74,10 @@ REASONS: Final = (
     "cap_exceeded",
     "internal_error",
 )
+
+#: Attributions a prediction event may carry (more is ``invalid_value``): a bound on the
+#: work and memory one event can cause, well above ``monitor.max_features``.
+MAX_ATTRIBUTIONS: Final = 1000
 
 _MAX_ID_LEN: Final = 256
 _MAX_NAME_LEN: Final = 200
@@ -196,7 +205,10 @@ def _number(value: Any, what: str) -> float:
     t = type(value)
     if t is not float and t is not int:
         raise _fail("wrong_type", f"{what} must be a number, not {t.__name__}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond float range (orjson never yields one)
+        f = math.inf
     if not math.isfinite(f):
         raise _fail("non_finite_number", f"{what} is {value!r}; it must be finite")
     return f
@@ -310,12 +322,12 @@ def _optional(obj: dict[str, Any], event: dict[str, Any]) -> None:
             raise _fail("wrong_type", "slices must be an object of string values")
         event["slices"] = slices
     attributions = obj.get("attributions")
+    event["attributions"] = None
     if attributions is not None:
-        if type(attributions) is not dict:
-            raise _fail("wrong_type", "attributions must be an object of numbers")
-        event["attributions"] = {
-            k: _number(v, f"attributions[{k!r}]") for k, v in attributions.items()
-        }
+        # a feature event's are checked as schemas/feature.json says, and not kept
+        kept = _attributions(attributions, bounded=event["kind"] == "prediction")
+        if event["kind"] == "prediction":
+            event["attributions"] = kept
     latency = obj.get("latency_ms")
     if latency is not None:
         event["latency_ms"] = _number(latency, "latency_ms")
@@ -324,6 +336,34 @@ def _optional(obj: dict[str, Any], event: dict[str, Any]) -> None:
         if type(deployment) is not str or not deployment:
             raise _fail("wrong_type", "deployment must be a non-empty string")
         event["deployment"] = deployment
+
+
+_FLOAT: Final = frozenset({float})
+
+
+def _attributions(value: Any, *, bounded: bool = True) -> dict[str, float] | None:
+    """Validated attributions: an object of finite numbers (booleans are not numbers), at
+    most ``MAX_ATTRIBUTIONS`` keys when ``bounded``; ``None`` for an empty object.
+
+    >>> _attributions({"amount": 0.4, "country": -1})
+    {'amount': 0.4, 'country': -1.0}
+    >>> _attributions({}) is None
+    True
+    >>> _attributions({"amount": True})
+    Traceback (most recent call last):
+    ...
+    stream.errors.InvalidEvent: attributions['amount'] must be a number, not bool
+    """
+    if type(value) is not dict:
+        raise _fail("wrong_type", "attributions must be an object of numbers")
+    if bounded and len(value) > MAX_ATTRIBUTIONS:
+        raise _fail("invalid_value", f"attributions has {len(value)} keys; at most "
+                                     f"{MAX_ATTRIBUTIONS} are accepted")
+    if not value:
+        return None
+    if _FLOAT.issuperset(map(type, value.values())) and all(map(math.isfinite, value.values())):
+        return value  # all floats (what orjson gives for non-integral numbers), all finite
+    return {k: _number(v, f"attributions[{k!r}]") for k, v in value.items()}
 
 
 def normalize_label(obj: Any) -> dict[str, Any]:

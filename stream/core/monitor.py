@@ -34,6 +34,20 @@ over the reference's, when significant at 3 standard errors), ``type_mismatch``,
 ``out_of_range``, ``unseen_categories`` (shares, with the same hysteresis as PSI) and
 ``schema`` (a detection that resolves after ``schema_quiet_evaluations`` clean windows).
 
+**Feature attributions** (``attributions`` of prediction events): per window, the sum of
+the absolute attribution of every feature and the number of events carrying attributions
+give the window's feature importance (mean absolute attribution), which is compared with
+the reference's (``stream/core/attribution.py``): the NDCG of its ranking and the largest
+change of one feature's share of the total. Features are tracked by name when the
+reference has them, plus the first ``_MAX_NEW_ATTRIBUTIONS`` others to appear (in event
+order); the rest are pooled under ``(other)``. Sums are accumulated in event order
+(``numpy.cumsum`` is sequential), so they do not depend on batching either. Alerts are
+``kind: attribution_drift`` with detectors ``ndcg`` (below
+``attribution_ndcg_warning`` / ``_critical``) and ``share`` (one condition per model
+version; its ``feature`` names the feature whose share moved most when it fired, for the
+whole episode), judged only on windows with at least ``min_window_values`` events with
+attributions.
+
 **Warm-up.** Without a reference, the first ``warmup_events`` events of the version become
 its reference (``source: warmup``); windows start after them, so the first window is not
 compared with itself.
@@ -62,7 +76,15 @@ import numpy.typing as npt
 
 from stream.config import MonitorConfig
 from stream.core.adwin import AdwinDetector
-from stream.core.alerts import AlertState, Transition, alert_event, step_detection, step_threshold
+from stream.core.alerts import (
+    AlertState,
+    Transition,
+    alert_event,
+    alert_id,
+    step_detection,
+    step_threshold,
+)
+from stream.core.attribution import OTHER, absolute_matrix, max_share_change, ndcg, shares
 from stream.core.columns import (
     SeriesKey,
     append_columns,
@@ -87,12 +109,17 @@ _MAX_UNKNOWN_NAMES = 50
 _MAX_OFFENDERS = 10
 #: Unseen values looked at per series and batch to name offenders (all are counted).
 _MAX_OFFENDER_ROWS = 1000
+#: Attribution features tracked by name beyond the reference's; later ones are pooled.
+_MAX_NEW_ATTRIBUTIONS = 50
 #: Integrity detectors per series: (report field, config prefix).
 _INTEGRITY = (("missing", "missing"), ("type_mismatch", "type_mismatch"),
               ("out_of_range", "out_of_range"), ("unseen_categories", "unseen"))
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+#: The absolute attributions of a batch: tracked features (and ``(other)``), a (features x
+#: events) matrix, 0 where an event has none, and the mask of the events that carry some.
+_AttrBatch = tuple[list[str], FloatArray, npt.NDArray[np.bool_]]
 
 
 @dataclass
@@ -121,7 +148,8 @@ class MonitorOutput:
 class _Acc:
     """Counts of one (sub-)window: per series bucket counts and type mismatches."""
 
-    __slots__ = ("counts", "flagged", "mismatch", "n", "offenders", "ts_max", "ts_min")
+    __slots__ = ("attr_n", "attr_sum", "counts", "flagged", "mismatch", "n", "offenders", "ts_max",
+                 "ts_min")
 
     def __init__(self, sizes: dict[SeriesKey, int]) -> None:
         self.counts: dict[SeriesKey, IntArray] = {k: np.zeros(s, np.int64) for k, s in sizes.items()}
@@ -133,6 +161,27 @@ class _Acc:
         self.n = 0
         self.ts_min = float("inf")
         self.ts_max = float("-inf")
+        #: Events with attributions, and the sum of absolute attributions per feature
+        #: (features with a non-zero sum only).
+        self.attr_n = 0
+        self.attr_sum: dict[str, float] = {}
+
+    def add_attributions(self, attr: _AttrBatch, sel: slice | npt.NDArray[np.bool_]) -> None:
+        """Add the attributions of the selected rows, in row order: a sequential sum
+        (``cumsum``), the same whatever the batches were."""
+        names, matrix, has = attr
+        k = int(np.count_nonzero(has[sel]))
+        if not k:
+            return
+        self.attr_n += k
+        rows = matrix[:, sel]
+        prev = np.array([self.attr_sum.get(name, 0.0) for name in names])
+        # cumsum accumulates along each row in order: prev + v1 + v2 + ... (never pairwise)
+        sums = np.cumsum(np.concatenate([prev[:, None], rows], axis=1), axis=1)[:, -1]
+        seen_rows: list[bool] = np.asarray(rows.any(axis=1), dtype=bool).tolist()
+        for name, total, seen in zip(names, sums.tolist(), seen_rows, strict=True):
+            if seen or name in self.attr_sum:
+                self.attr_sum[name] = total
 
     def add(self, idx: dict[SeriesKey, IntArray], sel: slice | npt.NDArray[np.bool_],
             ts: npt.NDArray[np.float64], flags: dict[SeriesKey, npt.NDArray[np.bool_]],
@@ -177,16 +226,22 @@ class _Acc:
                 out.flagged[key] += acc.flagged[key]
             for key, top in acc.offenders.items():
                 out.offenders.setdefault(key, Counter()).update(top)
+            out.attr_n += acc.attr_n
+            for name, v in acc.attr_sum.items():
+                out.attr_sum[name] = out.attr_sum.get(name, 0.0) + v
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n": self.n,
             "ts_min": self.ts_min if self.n else None,
             "ts_max": self.ts_max if self.n else None,
             "series": [[k[0], k[1], c.tolist(), self.mismatch[k], self.flagged[k],
                         dict(self.offenders.get(k, {}))] for k, c in self.counts.items()],
         }
+        if self.attr_n:
+            out["attributions"] = [self.attr_n, dict(sorted(self.attr_sum.items()))]
+        return out
 
     @classmethod
     def restore(cls, data: dict[str, Any], sizes: dict[SeriesKey, int]) -> _Acc:
@@ -203,6 +258,10 @@ class _Acc:
                     acc.flagged[key] = int(integrity[0])
                     if integrity[1]:
                         acc.offenders[key] = Counter(integrity[1])
+        if "attributions" in data:  # absent from older snapshots and without attributions
+            n, sums = data["attributions"]
+            acc.attr_n = int(n)
+            acc.attr_sum = {str(k): float(v) for k, v in sums.items()}
         return acc
 
 
@@ -238,6 +297,15 @@ class ModelMonitor:
         self._late = 0
         self._unknown: Counter[str] = Counter()
         self.schema_alert = AlertState()
+        #: Attribution alert states by detector (ndcg, share).
+        self.attribution_alerts: dict[str, AlertState] = {}
+        #: Attribution features tracked by name beyond the reference's, in order of
+        #: first appearance (at most ``_MAX_NEW_ATTRIBUTIONS``).
+        self._attr_new: list[str] = []
+        #: The feature a firing share alert named when it fired: the whole episode keeps
+        #: it, so its events carry one label set from firing to resolved.
+        self._share_feature: str | None = None
+        self._attr: _AttrBatch | None = None  # the batch being processed
         # count windows
         self._sub: _Acc | None = None
         self._subs: deque[_Acc] = deque()
@@ -263,6 +331,7 @@ class ModelMonitor:
                 s.adwin = s.adwin or AdwinDetector(cfg.adwin_delta, cfg.adwin_chunk, cfg.adwin_history)
             self.series[key] = s
         self.warmup = None
+        self._attr_new = []
         self._reset_windows()
 
     def _sizes(self) -> dict[SeriesKey, int]:
@@ -345,12 +414,45 @@ class ModelMonitor:
                                 cand[r] = False
                         self._raw[key] = raw
                     self._flags[key] = cand
+        self._attr = self._attribution_batch(cols)
         if self.config.window_kind == "count":
             self._process_count(cols, ts, idx, values, out)
         else:
             self._process_time(cols, ts, idx, values, out)
-        self._flags, self._raw = {}, {}
+        self._flags, self._raw, self._attr = {}, {}, None
         return out
+
+    def _attribution_batch(self, cols: dict[str, Any]) -> _AttrBatch | None:
+        """The batch's absolute attributions per tracked feature, pooling the others under
+        ``(other)``. Features the reference does not know are tracked by name in the order
+        they first appear in (by event, then name), up to ``_MAX_NEW_ATTRIBUTIONS``."""
+        raw = cols.get("attributions")
+        if not raw:
+            return None
+        names, matrix, has = absolute_matrix(raw, cols["n"])
+        ref = self.reference
+        assert ref is not None
+        tracked = {n for n in ref.attributions or () if n != OTHER}
+        tracked.update(self._attr_new)
+        room = _MAX_NEW_ATTRIBUTIONS - len(self._attr_new)
+        if room > 0:
+            firsts = []
+            for name, row in zip(names, matrix, strict=True):
+                if name not in tracked and name != OTHER and (nz := np.flatnonzero(row)).size:
+                    firsts.append((int(nz[0]), name))
+            for _, name in sorted(firsts)[:room]:
+                self._attr_new.append(name)
+                tracked.add(name)
+        keep = [i for i, name in enumerate(names) if name in tracked]
+        if len(keep) == len(names):
+            return names, matrix, has
+        # the others pooled, row by row in name order: a row's sum is the same in any batch
+        pooled = sorted((name, i) for i, name in enumerate(names) if name not in tracked)
+        other = matrix[pooled[0][1]].copy()
+        for _, i in pooled[1:]:
+            other += matrix[i]
+        return ([names[i] for i in keep] + [OTHER],
+                np.vstack([matrix[keep], other[None, :]]), has)
 
     def _adwin(self, values: dict[SeriesKey, npt.NDArray[np.float64]], sel: slice,
                out: MonitorOutput) -> None:
@@ -377,6 +479,8 @@ class ModelMonitor:
             b = min(n, a + step - self._sub.n)
             sel = slice(a, b)
             self._sub.add(idx, sel, ts, self._flags, self._raw)
+            if self._attr is not None:
+                self._sub.add_attributions(self._attr, sel)
             self._track_unknown(cols, a, b)
             self._adwin(values, sel, out)
             out.windowed += b - a
@@ -419,6 +523,8 @@ class ModelMonitor:
                 if acc is None:
                     acc = self._open[w] = _Acc(self._sizes())
                 acc.add(idx, mask, ts, self._flags, self._raw)
+                if self._attr is not None:
+                    acc.add_attributions(self._attr, mask)
             n_late = int((~ok).sum())
             self._late += n_late
             out.late += n_late
@@ -492,6 +598,7 @@ class ModelMonitor:
         absent = sorted(n for n, f in features.items() if f["count"] and f["missing"] == f["count"]
                         and f["reference_missing_rate"] < 1.0)
         self._schema_alert(unknown, absent, acc.n, window, ts, out)
+        attribution = self._attribution(acc, window, ts, out)
         late, self._late = self._late, 0
         out.reports.append({
             "schema_version": 1,
@@ -504,6 +611,7 @@ class ModelMonitor:
             "features": features,
             "prediction": prediction,
             "adwin": adwin,
+            "attribution": attribution,
             "unknown_features": unknown,
             "absent_features": absent,
             "late_events": late,
@@ -514,7 +622,8 @@ class ModelMonitor:
         """How many alert conditions of this monitor are firing now."""
         return sum((s.psi_alert.status == "firing") + (s.adwin_alert.status == "firing")
                    + sum(a.status == "firing" for a in s.integrity.values())
-                   for s in self.series.values()) + (self.schema_alert.status == "firing")
+                   for s in self.series.values()) + (self.schema_alert.status == "firing") + sum(
+            a.status == "firing" for a in self.attribution_alerts.values())
 
     # -- data integrity ----------------------------------------------------------------
 
@@ -633,6 +742,108 @@ class ModelMonitor:
             value=float(len(unknown) + len(absent)), threshold=None, window=window, ts=ts,
             message=message))
 
+    # -- feature attributions ----------------------------------------------------------
+
+    def _attribution(self, acc: _Acc, window: dict[str, Any], ts: float,
+                     out: MonitorOutput) -> dict[str, Any] | None:
+        """The window's attribution figures (``None`` when neither the reference nor the
+        window has attributions), and the alert transitions they cause."""
+        ref = self.reference
+        assert ref is not None
+        ref_imp = ref.attributions
+        n = acc.attr_n
+        if ref_imp is None and not n:
+            return None
+        importance: dict[str, float] = {}
+        if n:
+            names = sorted(set(acc.attr_sum) | set(ref_imp or ()))
+            importance = {name: acc.attr_sum.get(name, 0.0) / n for name in names}
+        value = ndcg(ref_imp, importance) if ref_imp and n else None
+        moved = max_share_change(ref_imp, importance) if ref_imp and n else None
+        report = {"events": n, "ndcg": value,
+                  "max_share_change": moved[1] if moved else None,
+                  "max_share_feature": moved[0] if moved else None,
+                  "importance": importance}
+        if n < self.config.min_window_values or ref_imp is None:
+            return report
+        cfg = self.config
+        if value is not None:
+            # step_threshold judges "higher is worse": feed it the distance from a perfect
+            # ranking. nextafter makes it fire strictly below the NDCG thresholds (1 - x is
+            # exact for x in [0.5, 1]).
+            state, t = step_threshold(
+                self.attribution_alerts.get("ndcg", AlertState()), 1.0 - value,
+                np.nextafter(1.0 - cfg.attribution_ndcg_warning, 1.0),
+                np.nextafter(1.0 - cfg.attribution_ndcg_critical, 1.0),
+                hysteresis=cfg.hysteresis, ts=ts)
+            self.attribution_alerts["ndcg"] = state
+            if t:
+                threshold = (cfg.attribution_ndcg_critical if state.severity == "critical"
+                             else cfg.attribution_ndcg_warning)
+                out.alerts.append(self._attribution_alert(state, t, "ndcg", None, value,
+                                                          threshold, ref_imp, importance, n,
+                                                          window, ts))
+        if moved is not None:
+            feature, change = moved
+            state, t = step_threshold(
+                self.attribution_alerts.get("share", AlertState()), change,
+                cfg.attribution_share_warning, cfg.attribution_share_critical,
+                hysteresis=cfg.hysteresis, ts=ts)
+            self.attribution_alerts["share"] = state
+            if t == "firing":
+                self._share_feature = feature
+            if t:
+                threshold = (cfg.attribution_share_critical if state.severity == "critical"
+                             else cfg.attribution_share_warning)
+                out.alerts.append(self._attribution_alert(
+                    state, t, "share", self._share_feature or feature, change, threshold,
+                    ref_imp, importance, n, window, ts, moved=feature))
+            if t == "resolved":
+                self._share_feature = None
+        return report
+
+    def _attribution_alert(self, state: AlertState, transition: Transition, detector: str,
+                           feature: str | None, value: float, threshold: float,
+                           ref_imp: dict[str, float], importance: dict[str, float], events: int,
+                           window: dict[str, Any], ts: float, moved: str | None = None
+                           ) -> dict[str, Any]:
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        if detector == "ndcg":
+            def top(imp: dict[str, float]) -> str:
+                return ", ".join(sorted(imp, key=lambda k: (-imp[k], k))[:3])
+
+            if transition == "resolved":
+                message = (f"the feature-importance ranking of {who} agrees with its reference "
+                           f"again: NDCG {value:.3f}")
+            else:
+                message = (f"the feature-importance ranking of {who} changed: NDCG {value:.3f} "
+                           f"over {events} events with attributions (below {threshold:g}, "
+                           f"{state.severity}); most important now: {top(importance)} "
+                           f"(reference: {top(ref_imp)})")
+        else:
+            # ``feature`` is the one the episode fired for, ``moved`` the one that moved most now
+            ref_share = shares(ref_imp).get(moved or "", 0.0)
+            now_share = shares(importance).get(moved or "", 0.0)
+            if transition == "resolved":
+                message = (f"the shares of attribution of the features of {who} are back "
+                           f"near the reference's: the largest change is {value:.3f}, "
+                           f"of {moved!r}")
+            else:
+                message = (f"the share of attribution of feature {moved!r} of {who} moved "
+                           f"from {ref_share:.3f} to {now_share:.3f} over {events} events with "
+                           f"attributions (change {value:.3f}, threshold {threshold:g}, "
+                           f"{state.severity})")
+                if moved != feature:
+                    message += f"; the alert fired for {feature!r}"
+        event = alert_event(state=state, transition=transition, kind="attribution_drift",
+                            model=self.model, model_version=self.model_version, feature=feature,
+                            detector=detector, value=value, threshold=threshold, window=window,
+                            ts=ts, message=message)
+        # one condition per model version: the id must not follow the feature that moved most
+        event["alert_id"] = alert_id("attribution_drift", self.model, self.model_version, None,
+                                     detector)
+        return event
+
     def _alert(self, state: AlertState, transition: Transition, kind: str, name: str,
                detector: str, value: float | None, threshold: float | None,
                window: dict[str, Any], ts: float) -> dict[str, Any]:
@@ -696,6 +907,11 @@ class ModelMonitor:
                 for k, s in self.series.items()
             ],
             "schema_alert": self.schema_alert.snapshot(),
+            "attribution": {
+                "new": list(self._attr_new),
+                "alerts": {d: a.snapshot() for d, a in sorted(self.attribution_alerts.items())},
+                "share_feature": self._share_feature,
+            },
             "sub": self._sub.snapshot() if self._sub else None,
             "subs": [a.snapshot() for a in self._subs],
             "open": [[w, a.snapshot()] for w, a in sorted(self._open.items())],
@@ -736,6 +952,13 @@ class ModelMonitor:
                     s.integrity = {d: AlertState.restore(a) for d, a in rest[0].items()}
             if "schema_alert" in data:
                 mon.schema_alert = AlertState.restore(data["schema_alert"])
+            if "attribution" in data:  # absent from older snapshots
+                attribution = data["attribution"]
+                mon.attribution_alerts = {str(d): AlertState.restore(a)
+                                          for d, a in attribution["alerts"].items()}
+                mon._share_feature = attribution.get("share_feature")
+                if ref is not None:
+                    mon._attr_new = [str(n) for n in attribution["new"]][:_MAX_NEW_ATTRIBUTIONS]
             if ref is not None and data["window_config"] == mon._window_config():
                 sizes = mon._sizes()
                 mon._sub = _Acc.restore(data["sub"], sizes) if data["sub"] else _Acc(sizes)

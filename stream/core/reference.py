@@ -9,6 +9,12 @@ what makes PSI incremental.
 Series types are inferred from the reference values: a series is numeric when numbers
 are at least as common as strings and booleans, categorical otherwise.
 
+When reference events carry feature attributions, the profile also keeps the reference
+feature importance, ``attributions``: the mean absolute attribution per feature over
+those events (``stream/core/attribution.py``), for the ``max_features`` most important
+features, the rest pooled under ``(other)``; ``attribution_events`` counts the events
+it was computed from.
+
 >>> events = [{"features": {"x": float(i), "c": "ab"[i % 2]}, "ts": float(i),
 ...            "prediction": {"label": None, "score": i / 100, "value": None, "scores": None}}
 ...           for i in range(100)]
@@ -21,14 +27,16 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from stream.core.attribution import absolute_matrix, cap_importance
 from stream.core.columns import (
     PREDICTION_PARTS,
     SeriesKey,
@@ -122,7 +130,13 @@ class ReferenceProfile:
         ts_max: float | None = None,
         features_over_cap: int = 0,
         quality: dict[str, Any] | None = None,
+        attributions: dict[str, float] | None = None,
+        attribution_events: int = 0,
     ) -> None:
+        #: Reference feature importance (mean absolute attribution per feature, sorted by
+        #: name) when reference events carried attributions, else ``None``.
+        self.attributions = attributions
+        self.attribution_events = attribution_events if attributions is not None else 0
         #: Reference quality ``{"task", "pairs", "metrics"}`` when the reference events
         #: came with labels (``driftstream reference --labels``), else ``None``.
         self.quality = quality
@@ -192,6 +206,7 @@ class ReferenceProfile:
                 continue
             series[key] = _profile(values, numeric_bins, max_categories)
         ts = np.asarray(cols["ts"], dtype=np.float64)
+        attributions, attribution_events = _importance(cols.get("attributions"), n, max_features)
         return cls(
             model,
             model_version,
@@ -201,6 +216,8 @@ class ReferenceProfile:
             ts_min=float(ts.min()),
             ts_max=float(ts.max()),
             features_over_cap=max(0, len(ranked) - max_features),
+            attributions=attributions,
+            attribution_events=attribution_events,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -216,6 +233,8 @@ class ReferenceProfile:
             "ts_max": self.ts_max,
             "features_over_cap": self.features_over_cap,
             **({"quality": self.quality} if self.quality is not None else {}),
+            **({"attributions": self.attributions, "attribution_events": self.attribution_events}
+               if self.attributions is not None else {}),
             "features": {n: s.snapshot() for (src, n), s in self.series.items() if src == "feature"},
             "prediction": {
                 n: s.snapshot() for (src, n), s in self.series.items() if src == "prediction"
@@ -248,9 +267,44 @@ class ReferenceProfile:
                 ts_max=data.get("ts_max"),
                 features_over_cap=int(data.get("features_over_cap", 0)),
                 quality=data.get("quality"),
+                attributions=_restore_importance(data.get("attributions")),
+                attribution_events=int(data.get("attribution_events", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"corrupt reference profile: {exc!r}") from None
+
+
+def _importance(
+    attributions: Mapping[str, list[Any]] | None, n: int, max_features: int
+) -> tuple[dict[str, float] | None, int]:
+    """The reference importance of the attribution columns of ``n`` events, and how many
+    events carried attributions; ``(None, 0)`` when none did.
+
+    >>> _importance({"a": [1.0, -3.0, None], "b": [None, 0.5, None], "c": [None] * 3}, 3, 200)
+    ({'a': 2.0, 'b': 0.25}, 2)
+    """
+    # a column without a single value (all-None rows of a batch) is no feature of these
+    # events: once columnar, it cannot be told from one that was never sent
+    attributions = {k: v for k, v in (attributions or {}).items()
+                    if any(x is not None for x in v)}
+    if not attributions:
+        return None, 0
+    names, matrix, has = absolute_matrix(attributions, n)
+    events = int(np.count_nonzero(has))
+    if not events:
+        return None, 0
+    means = {name: math.fsum(row) / events for name, row in zip(names, matrix.tolist(),
+                                                                 strict=True)}
+    return cap_importance(means, max_features), events
+
+
+def _restore_importance(data: Any) -> dict[str, float] | None:
+    if data is None:
+        return None
+    out = {str(k): float(v) for k, v in dict(data).items()}
+    if not all(math.isfinite(v) and v >= 0 for v in out.values()):
+        raise ValueError("reference attributions must be finite and non-negative")
+    return out
 
 
 def _profile(values: list[Any], numeric_bins: int, max_categories: int) -> SeriesProfile:

@@ -12,9 +12,11 @@ handing it *envelopes* (what the ingest stage publishes on the by-model topic):
   model's :class:`~stream.core.quality_monitor.QualityMonitor`.
 
 Predictions feed both the drift monitor of their (model, version) and the label join of
-their model. Labels of a model with no predictions yet wait in its join like any label
-that came first; if the grace period passes and the model has still had no prediction at
-all, they are counted ``unknown_model`` (rather than ``labels_without_prediction``).
+their model: from the model's first label on (``label_join_start = "first_label"``, so
+that models without labels cost nothing), or from its first prediction (``"always"``).
+Labels of a model with no predictions yet wait in its join like any label that came
+first; if the grace period passes and the model has still had no prediction at all, they
+are counted ``unknown_model`` (rather than ``labels_without_prediction``).
 Label batches beyond ``max_models`` models are returned in ``rejected_labels``.
 
 Where state lives is the caller's business: the registry asks ``load_state`` for a
@@ -94,6 +96,7 @@ class MonitorRegistry:
         self.monitors: dict[str, ModelMonitor] = {}
         self.quality: dict[str, QualityMonitor] = {}
         self.volume: dict[str, VolumeTracker] = {}
+        self._no_quality: set[str] = set()
         self._volume_dirty: set[str] = set()
         self._dirty: set[str] = set()
         self._quality_dirty: set[str] = set()
@@ -135,8 +138,8 @@ class MonitorRegistry:
             kept = [i for i, v in enumerate(cols["model_version"])
                     if reference_key(model, v) in self.monitors]
             accepted = select_columns(cols, kept) if kept else None
-        if accepted is not None and self.config_for(model).quality_enabled:
-            qm = self._quality(model, create=True)
+        if accepted is not None and config.quality_enabled:
+            qm = self._quality(model, create=config.label_join_start == "always")
             if qm is not None:
                 before = qm.join.counters
                 result.quality.extend(qm.add_predictions(accepted))
@@ -162,6 +165,8 @@ class MonitorRegistry:
         qm = self.quality.get(model)
         if qm is not None:
             return qm
+        if not create and model in self._no_quality:
+            return None  # looked up before: no stored state (until a label creates it)
         config = self.config_for(model)
         header = self.load_quality(quality_key(model))
         if header is not None:
@@ -173,8 +178,10 @@ class MonitorRegistry:
                 self.restore_errors.append(f"{quality_key(model)!r}: {exc}")
         if qm is None:
             if not create or len(self.quality) >= self.max_models:
+                self._no_quality.add(model)
                 return None
             qm = QualityMonitor(model, config)
+        self._no_quality.discard(model)
         self.quality[model] = qm
         return qm
 

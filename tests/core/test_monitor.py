@@ -19,6 +19,7 @@ import pytest
 from stream.config import MonitorConfig
 from stream.core.adwin import AdwinDetector
 from stream.core.alerts import alert_id
+from stream.core.attribution import OTHER
 from stream.core.monitor import ModelMonitor
 from stream.core.reference import ReferenceProfile
 from stream.errors import SnapshotError
@@ -117,8 +118,8 @@ def psi_alerts(alerts: list[dict[str, Any]], feature: str) -> list[dict[str, Any
 # -- contracts -----------------------------------------------------------------------
 
 REPORT_KEYS = ("schema_version", "type", "model", "model_version", "window", "reference",
-               "features", "prediction", "adwin", "unknown_features", "late_events",
-               "alerts_firing")
+               "features", "prediction", "adwin", "attribution", "unknown_features",
+               "late_events", "alerts_firing")
 ALERT_KEYS = ("schema_version", "alert_id", "episode", "kind", "status", "severity", "model",
               "model_version", "feature", "detector", "value", "threshold", "window", "ts",
               "message")
@@ -249,13 +250,32 @@ TIME = MonitorConfig(window_kind="time", window_seconds=10.0, allowed_lateness_s
 CONFIGS = {"count": COUNT, "sliding": SLIDING, "time": TIME}
 
 
+def add_attributions(events: list[Event], seed: int) -> None:
+    """Attributions on most events: x, y, z, c with importances 1, 0.5, 0.25, 0.1, except
+    in events 1300 to 2200 where z and x trade places; every 7th event has none, and from
+    event 1000 on, more and more features the reference does not know (past the monitor's
+    cap of 50 names, so some are pooled)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1, (len(events), 4))
+    for i, e in enumerate(events):
+        if i % 7 == 3:
+            continue
+        weights = (0.25, 0.5, 1.0, 0.1) if 1300 <= i < 2200 else (1.0, 0.5, 0.25, 0.1)
+        attributions = {f: float(w * noise[i, j]) for j, (f, w) in enumerate(zip("xyzc", weights,
+                                                                                   strict=True))}
+        if i >= 1000:
+            attributions.update({f"u{k:02d}": 0.001 * (k + 1) for k in range((i - 1000) // 25)})
+        e["attributions"] = attributions
+
+
 def invariance_stream() -> list[Event]:
     """Warm-up, stable traffic, a drift on x and the score, then stable again; with missing
     values, type mismatches, out-of-order events (1 s back, within the lateness) and
-    late ones (6 s back)."""
+    late ones (6 s back); and attributions whose importance changes during the drift."""
     events = (make_events(1300, 21) + make_events(900, 22, 1300, x_shift=2.0,
                                                    score_ab=(5.0, 2.0))
               + make_events(800, 23, 2200))
+    add_attributions(events, 24)
     for i, e in enumerate(events):
         if i % 37 == 5:
             e["ts"] -= 1.0
@@ -296,7 +316,8 @@ def test_invariance_stream_exercises_the_monitor(config, uninterrupted, contract
     _, reports, alerts = uninterrupted[config]
     contracts(reports, alerts)
     assert len(reports) >= 8
-    assert {a["detector"] for a in alerts} >= {"psi", "adwin", "type_mismatch"}
+    assert {a["detector"] for a in alerts} >= {"psi", "adwin", "type_mismatch", "ndcg", "share"}
+    assert any(OTHER in r["attribution"]["importance"] for r in reports)
     assert {a["transition"] for a in alerts} >= {"firing", "resolved"}
     assert sum(r["features"]["z"]["type_mismatch"] for r in reports) > 0
     assert sum(r["features"]["c"]["type_mismatch"] for r in reports) > 0

@@ -27,6 +27,7 @@ quality_window_size = 200
 quality_min_pairs = 50
 quality_baseline_windows = 2
 label_ttl_seconds = 300.0
+label_join_start = "always"
 label_grace_seconds = 50.0
 
 [monitor.quality_slo]
