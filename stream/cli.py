@@ -1,8 +1,8 @@
 """The ``driftstream`` command.
 
-Subcommands: ``broker``, ``worker``, ``simulate``, ``reference``, ``alerts``, ``lag``,
-``replay``, ``demo``. Every subcommand takes ``--config FILE`` (TOML; also ``DRIFTSTREAM_CONFIG``) and
-honours ``DRIFTSTREAM_<SECTION>__<KEY>`` environment overrides.
+Subcommands: ``broker``, ``worker``, ``simulate``, ``reference``, ``promote``, ``alerts``,
+``lag``, ``replay``, ``demo``. Every subcommand takes ``--config FILE`` (TOML; also
+``DRIFTSTREAM_CONFIG``) and honours ``DRIFTSTREAM_<SECTION>__<KEY>`` environment overrides.
 """
 
 from __future__ import annotations
@@ -170,6 +170,38 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Publish a re-baseline control record for a model version."""
+    import time
+
+    from stream.core.reference import reference_key
+    from stream.kafka.security import client_kwargs
+
+    settings = _settings(args)
+    record = {"kind": "driftstream.control", "version": 1, "action": "rebaseline",
+              "model": args.model, "model_version": args.model_version, "ts": time.time()}
+
+    async def publish() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers,
+                                    **client_kwargs(settings.kafka))
+        await producer.start()
+        try:
+            # Not keyed like a profile: compaction must never drop the profile for it.
+            await producer.send_and_wait(
+                settings.topics.references, orjson.dumps(record),
+                key=f"control\x1f{reference_key(args.model, args.model_version)}".encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    print(f"re-baseline of {args.model} {args.model_version or '(unversioned)'} published to "
+          f"{settings.topics.references}: its alerts resolve, and its next "
+          f"{settings.monitor_for(args.model).warmup_events} events become its new reference")
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -297,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "profile then carries the reference quality")
     p.add_argument("--out", help="write the profiles as JSON Lines to this file")
     p.add_argument("--publish", action="store_true", help="publish to the references topic")
+    p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
+
+    p = add("promote", cmd_promote,
+            "Re-baseline a model version: drop its reference and warm up a new one from its "
+            "next events (e.g. after an intended change); its firing alerts resolve.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--model-version", help="the version (omit for an unversioned model)")
     p.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
 
     p = add("alerts", cmd_alerts, "Print alerts from the alert topic as they arrive.")

@@ -39,6 +39,7 @@ NAMES = (
     "quality-report",
     "dead-letter",
     "reference",
+    "control",
 )
 SCHEMAS: dict[str, dict[str, Any]] = {
     name: json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8")) for name in NAMES

@@ -334,6 +334,51 @@ class ModelMonitor:
         self._attr_new = []
         self._reset_windows()
 
+    def rebaseline(self, ts: float) -> list[dict[str, Any]]:
+        """Drop the reference on purpose (``driftstream promote``): the version warms up a
+        new one from its next ``warmup_events`` events, and every alert that was firing
+        against the old reference resolves (the returned events). ``ts`` stamps them."""
+        out: list[dict[str, Any]] = []
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        message = f"{who} was re-baselined: a new reference is being built from its next events"
+
+        def resolve(state: AlertState, kind: str, feature: str | None, detector: str) -> None:
+            if state.status == "firing":
+                done = AlertState("ok", state.severity, state.episode, None, 0)
+                out.append(alert_event(state=done, transition="resolved", kind=kind,
+                                       model=self.model, model_version=self.model_version,
+                                       feature=feature, detector=detector, value=None,
+                                       threshold=None, window=None, ts=ts, message=message))
+
+        for key, s in self.series.items():
+            name = series_name(key)
+            kind = "feature_drift" if key[0] == "feature" else "prediction_drift"
+            resolve(s.psi_alert, kind, name, "psi")
+            resolve(s.adwin_alert, kind, name, "adwin")
+            for detector, state in sorted(s.integrity.items()):
+                resolve(state, "data_quality", name, detector)
+        resolve(self.schema_alert, "data_quality", None, "schema")
+        for detector, state in sorted(self.attribution_alerts.items()):
+            resolve(state, "attribution_drift", None, detector)
+        # Keep each series with its alert states reset but their episode counts, so that a
+        # condition firing against the new reference starts a new episode (consumers
+        # dedupe on alert_id and episode).
+        for s in self.series.values():
+            s.psi_alert = AlertState(episode=s.psi_alert.episode)
+            s.adwin_alert = AlertState(episode=s.adwin_alert.episode)
+            s.integrity = {d: AlertState(episode=a.episode) for d, a in s.integrity.items()}
+            s.adwin, s.adwin_pending = None, 0
+        self.reference = None
+        self.warmup = None
+        self._attr_new = []
+        self.schema_alert = AlertState(episode=self.schema_alert.episode)
+        self.attribution_alerts = {d: AlertState(episode=a.episode)
+                                   for d, a in self.attribution_alerts.items()}
+        self._unknown.clear()
+        self._late = 0
+        self._reset_windows()
+        return out
+
     def _sizes(self) -> dict[SeriesKey, int]:
         assert self.reference is not None
         return {k: p.binning.size for k, p in self.reference.series.items()}
@@ -941,6 +986,8 @@ class ModelMonitor:
             mon._unknown = Counter(data["unknown"])
             for src, name, psi_a, adwin_a, adwin, pending, *rest in data["series"]:
                 s = mon.series.get((src, name))
+                if s is None and ref is None:  # re-baselined: warming up, episodes kept
+                    s = mon.series[(src, name)] = _Series()
                 if s is None:
                     continue
                 s.psi_alert = AlertState.restore(psi_a)

@@ -7,6 +7,8 @@ handing it *envelopes* (what the ingest stage publishes on the by-model topic):
   events, in order (``stream.core.columns``), as the ingest stage publishes them;
 - ``{"type": "events", "model": m, "events": [...]}``: the same as normalised events;
 - ``{"type": "reference", "profile": {...}}``: a reference profile snapshot;
+- ``{"type": "rebaseline", "model": m, "model_version": v, "ts": t}``: drop the version's
+  reference; it warms up a new one (``driftstream promote``);
 - ``{"type": "labels", "model": m, "labels": {"event_id": [...], "label": [...],
   "ts": [...]}}``: delayed ground truth of one model, joined to its predictions by the
   model's :class:`~stream.core.quality_monitor.QualityMonitor`.
@@ -72,6 +74,9 @@ class HandleResult:
     label_join: dict[str, int] = field(default_factory=dict)
     #: Volume alert transitions (too_big, too_small, deadman).
     volume_alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: Keys of (model, version) re-baselined by this envelope (their published reference
+    #: is obsolete).
+    rebaselined: list[str] = field(default_factory=list)
 
 
 class MonitorRegistry:
@@ -112,6 +117,15 @@ class MonitorRegistry:
             return result
         if envelope.get("type") == "labels":
             return self._labels(envelope["model"], envelope["labels"], result)
+        if envelope.get("type") == "rebaseline":
+            model, version = envelope["model"], envelope.get("model_version")
+            mon = self._get(model, version, result)
+            if mon is not None:
+                result.output.alerts += mon.rebaseline(ts=float(envelope.get("ts") or 0.0))
+                key = reference_key(model, version)
+                self._dirty.add(key)
+                result.rebaselined.append(key)
+            return result
         if envelope.get("type") == "columns":
             cols = envelope["columns"]
         else:

@@ -190,7 +190,14 @@ def create_app(
         async for event in stream.events():
             raw = event.value
             try:
-                profile = ReferenceProfile.restore(orjson.loads(raw)).snapshot()
+                obj = orjson.loads(raw)
+                if isinstance(obj, dict) and obj.get("kind") == CONTROL_KIND:
+                    control = _rebaseline_control(obj)
+                    await by_model.send(key=control["model"].encode(),
+                                        partition=partition_for(control["model"], n),
+                                        value=orjson.dumps(control))
+                    continue
+                profile = ReferenceProfile.restore(obj).snapshot()
             except (DriftstreamError, orjson.JSONDecodeError) as exc:
                 reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "invalid_value"
                 rec = dead_letter_record(
@@ -268,6 +275,8 @@ def create_app(
                         max_bytes=s.ingest.dead_letter_max_bytes)
                     await dead_letter.send(value=orjson.dumps(rec))
                     metrics.dead_letters.labels(topic=t.labels, reason="cap_exceeded").inc()
+                for key in result.rebaselined:
+                    reference_table.pop(key, None)
                 if env.get("type") == "columns":
                     cols = env["columns"]
                     metrics.event_delay.observe_many(now - np.asarray(cols["ts"], dtype=np.float64))
@@ -326,6 +335,26 @@ def create_app(
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return DriftApp(app=app, settings=settings, metrics=metrics, registry=registry, ingest=ingest)
+
+
+#: Control records on the references topic (``schemas/control.json``).
+CONTROL_KIND = "driftstream.control"
+
+
+def _rebaseline_control(obj: dict[str, Any]) -> dict[str, Any]:
+    """The by-model envelope of a valid control record; raises ``DriftstreamError``."""
+    from stream.errors import InvalidEvent
+
+    if obj.get("version") != 1 or obj.get("action") != "rebaseline":
+        raise InvalidEvent("invalid_value", "control record: version 1 and action "
+                           "'rebaseline' are the only ones known")
+    model, version = obj.get("model"), obj.get("model_version")
+    if not isinstance(model, str) or not model or not (version is None or isinstance(version, str)):
+        raise InvalidEvent("invalid_value", "control record: model (a string) and "
+                           "model_version (a string or null) are required")
+    ts = obj.get("ts")
+    return {"type": "rebaseline", "model": model, "model_version": version,
+            "ts": float(ts) if isinstance(ts, int | float) else 0.0}
 
 
 async def _worker_lag_targets(app: faust.App, ingest: IngestStage,
