@@ -254,6 +254,11 @@ class Metrics:
             "Data integrity of the last closed window, per series and check: missing "
             "(missing rate), type_mismatch, out_of_range, unseen_categories (shares of values).",
             ["model", "model_version", "feature", "check"], registry=r)
+        self.attribution_ndcg = Gauge(
+            "driftstream_attribution_ndcg",
+            "NDCG of the last closed window's feature-importance ranking (mean |attribution|) "
+            "against the reference's; 1 when the ranking is unchanged.",
+            ["model", "model_version"], registry=r)
         self.volume = Gauge(
             "driftstream_volume_events_per_second",
             "Event rate of a model in event time: of its last closed volume bucket, and of "
@@ -314,6 +319,10 @@ class Metrics:
                     self.integrity.labels(model=model, model_version=version, feature=name,
                                           check=check).set(value)
         self.windows.labels(model=model, model_version=version).inc()
+        attribution = report.get("attribution")
+        if attribution and attribution.get("ndcg") is not None:
+            self.attribution_ndcg.labels(model=model, model_version=version).set(
+                attribution["ndcg"])
         over = report.get("reference", {}).get("features_over_cap", 0)
         if over:
             self.features_over_cap.labels(model=model, model_version=version).set(over)
@@ -376,7 +385,7 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     self.integrity.remove(model, v, key[2], check)
         for metric in (self.alerts_firing, self.windows, self.features_over_cap,
-                       self.quality_alerts_firing):
+                       self.quality_alerts_firing, self.attribution_ndcg):
             with contextlib.suppress(KeyError):
                 metric.remove(model, v)
         for key in [k for k in self._quality_series if k[0] == model and k[1] == v]:
