@@ -176,13 +176,23 @@ def create_app(
         async def sample_lag() -> None:
             """The backlog SLI of the partitions this worker owns (metrics only: alerts
             come from ``driftstream lag``, which also sees a dead worker)."""
-            await lag.probe.start()
+            while True:  # an unreachable broker must not crash the worker: retry
+                try:
+                    await lag.probe.start()
+                    break
+                except Exception as exc:
+                    log.warning("lag sampling cannot connect yet (%s: %s); retrying in %.0f s",
+                                type(exc).__name__, exc, s.lag.interval_seconds)
+                    with contextlib.suppress(Exception):
+                        await lag.probe.stop()
+                    await asyncio.sleep(s.lag.interval_seconds)
             try:
                 while True:
                     await asyncio.sleep(s.lag.interval_seconds)
                     await lag.sample_once(await _worker_lag_targets(app, ingest, settings))
             finally:
-                await lag.probe.stop()
+                with contextlib.suppress(Exception):  # the broker may be gone at shutdown
+                    await lag.probe.stop()
 
     @app.agent(references)
     async def forward_references(stream: Any) -> None:
