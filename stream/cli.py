@@ -280,7 +280,10 @@ def cmd_lag(args: argparse.Namespace) -> int:
         settings, watch=args.watch, duration=args.duration,
         publish_alerts=not args.no_alerts, serve_metrics=args.watch))
     down = {PartitionStatus.STALLED, PartitionStatus.STOPPED}
-    return 1 if any(r.status in down for r in readings.values()) else 0
+    # One sample cannot show a stall; a backlog that no member is consuming is bad enough.
+    orphaned = {PartitionStatus.OK, PartitionStatus.FALLING_BEHIND}
+    return 1 if any(r.status in down or (r.status in orphaned and r.consumer_alive is False)
+                    for r in readings.values()) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -347,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("lag", cmd_lag,
             "Consumer lag of driftstream's groups, from outside the workers: lag in records "
             "and seconds, time to drain and a status per partition. Exits 1 when a partition "
-            "is STALLED or STOPPED.")
+            "is STALLED or STOPPED, or has a backlog while its group has no member.")
     p.add_argument("--watch", action="store_true",
                    help="sample every lag.interval_seconds, serve /metrics, publish backlog alerts")
     p.add_argument("--duration", type=float, help="with --watch: stop after this many seconds")

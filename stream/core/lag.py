@@ -173,6 +173,8 @@ class LagReading:
     processing_rate: float | None
     drain_seconds: float | None
     stuck_seconds: float
+    #: Whether the group had a live member at the last sample (``None``: unknown).
+    consumer_alive: bool | None = None
 
 
 def _stuck_since(samples: Sequence[OffsetSample], allowed: int) -> float | None:
@@ -275,6 +277,9 @@ def evaluate(samples: Sequence[OffsetSample], now: float, policy: LagPolicy) -> 
         )
     else:
         status, reason = PartitionStatus.OK, f"a backlog of {lag} records, draining"
+    if last.consumer_alive is False and status in (PartitionStatus.OK,
+                                                   PartitionStatus.FALLING_BEHIND):
+        reason += "; the group has no member"
     return LagReading(
         at=now,
         status=status,
@@ -288,6 +293,7 @@ def evaluate(samples: Sequence[OffsetSample], now: float, policy: LagPolicy) -> 
         processing_rate=processing,
         drain_seconds=drain,
         stuck_seconds=stuck,
+        consumer_alive=last.consumer_alive,
     )
 
 

@@ -171,3 +171,10 @@ def test_policy_rejects_inconsistent_settings(kwargs: dict[str, float]) -> None:
 def test_evaluate_needs_a_sample() -> None:
     with pytest.raises(ValueError, match="at least one sample"):
         evaluate([], 0, POLICY)
+
+
+def test_a_backlog_nobody_consumes_says_so_before_it_is_stopped() -> None:
+    r = evaluate([OffsetSample(0, 100, 50, consumer_alive=False)], 0, POLICY)
+    assert r.status is S.OK and r.consumer_alive is False
+    assert r.reason.endswith("; the group has no member")
+    assert evaluate([OffsetSample(0, 100, 50)], 0, POLICY).consumer_alive is None

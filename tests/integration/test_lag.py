@@ -273,3 +273,36 @@ async def test_restarted_monitor_takes_back_firing_backlog_alerts(broker: Any, u
     assert await _recover_alerts(settings, second) == len(fired) == 2
     assert second.evaluate("g", "t", {0: stopped}, ts=2.0) == []
     assert second.snapshot() == first.snapshot()
+
+
+async def test_one_shot_lag_exits_1_for_a_backlog_without_a_consumer(
+        broker: Any, unique: str, tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.harness import REPO, settings_from
+
+    env = make_env(broker.bootstrap, unique, tmp_path / "data")
+    s = settings_from(env)
+    topic, group = s.topics.predictions, f"{s.app.id}-ingest"
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    for _ in range(20):
+        await producer.send_and_wait(topic, b"{}", partition=0)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    await consumer.commit({TopicPartition(topic, 0): 5})  # 15 behind, and then nobody
+    await consumer.stop()
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stream", "lag"], env={**os.environ, **env},
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    out = run()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{group} {topic}[0] OK lag=15" in out.stdout
+    assert "the group has no member" in out.stdout
