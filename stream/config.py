@@ -29,6 +29,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args, get_type_hints
 
+from stream.core.backlog import BacklogPolicy
+from stream.core.lag import LagPolicy
 from stream.errors import ConfigError
 
 __all__ = [
@@ -284,22 +286,30 @@ class LagSettings:
     monitor_host: str = "127.0.0.1"
     monitor_port: int = 6067
 
+    def policy(self) -> LagPolicy:
+        """The status rules of :mod:`stream.core.lag` these settings describe."""
+        return LagPolicy(window_seconds=self.window_seconds,
+                         stall_after_seconds=self.stall_after_seconds,
+                         stop_after_seconds=self.stop_after_seconds,
+                         min_span_seconds=self.min_span_seconds, allowed_lag=self.allowed_lag)
+
+    def backlog_policy(self) -> BacklogPolicy:
+        """The backlog-alert thresholds of :mod:`stream.core.backlog`."""
+        return BacklogPolicy(age_warning_seconds=self.age_warning_seconds,
+                             age_critical_seconds=self.age_critical_seconds,
+                             drain_warning_seconds=self.drain_warning_seconds,
+                             drain_critical_seconds=self.drain_critical_seconds,
+                             drain_min_age_seconds=self.drain_min_age_seconds,
+                             quiet=self.resolve_after_samples)
+
     def validate(self) -> None:
         _positive("lag.interval_seconds", self.interval_seconds)
-        if not 0 < self.stall_after_seconds <= self.stop_after_seconds <= self.window_seconds:
-            raise ConfigError(
-                "lag: need 0 < stall_after_seconds <= stop_after_seconds <= window_seconds, got "
-                f"{self.stall_after_seconds}, {self.stop_after_seconds}, {self.window_seconds}")
-        _positive("lag.min_span_seconds", self.min_span_seconds)
-        if self.allowed_lag < 0:
-            raise ConfigError(f"lag.allowed_lag={self.allowed_lag} must be >= 0")
-        if not 0 < self.age_warning_seconds <= self.age_critical_seconds:
-            raise ConfigError("lag: need 0 < age_warning_seconds <= age_critical_seconds")
-        if not 0 < self.drain_warning_seconds <= self.drain_critical_seconds:
-            raise ConfigError("lag: need 0 < drain_warning_seconds <= drain_critical_seconds")
-        if self.drain_min_age_seconds < 0:
-            raise ConfigError("lag.drain_min_age_seconds must be >= 0")
         _positive("lag.resolve_after_samples", self.resolve_after_samples)
+        try:  # the policies check their own consistency; one place for each rule
+            self.policy()
+            self.backlog_policy()
+        except ValueError as exc:
+            raise ConfigError(f"[lag] settings: {exc}") from None
         if not 0 < self.monitor_port < 65536:
             raise ConfigError(f"lag.monitor_port={self.monitor_port} is not a TCP port (1-65535)")
 

@@ -65,6 +65,8 @@ class BacklogPolicy:
         if not 0 < self.drain_warning_seconds <= self.drain_critical_seconds:
             raise ValueError(
                 "backlog policy needs 0 < drain_warning_seconds <= drain_critical_seconds")
+        if self.drain_min_age_seconds < 0:
+            raise ValueError("backlog policy needs drain_min_age_seconds >= 0")
         if not 0 <= self.hysteresis < 1 or self.quiet < 1:
             raise ValueError("backlog policy needs 0 <= hysteresis < 1 and quiet >= 1")
 

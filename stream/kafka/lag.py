@@ -37,9 +37,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.config import LagSettings, Settings
-from stream.core.backlog import BacklogAlerts, BacklogPolicy
+from stream.core.backlog import BacklogAlerts
 from stream.core.clock import Clock, SystemClock
-from stream.core.lag import LagPolicy, LagReading, LagTracker, OffsetSample
+from stream.core.lag import LagReading, LagTracker, OffsetSample
 from stream.kafka.security import client_kwargs
 from stream.kafka.tansu import true_end_offsets
 from stream.metrics import LagMetrics
@@ -48,29 +48,12 @@ __all__ = [
     "LagProbe",
     "LagSampler",
     "LagTarget",
-    "backlog_policy",
     "format_reading",
-    "lag_policy",
     "monitor_groups",
     "run_monitor",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def lag_policy(s: LagSettings) -> LagPolicy:
-    return LagPolicy(window_seconds=s.window_seconds, stall_after_seconds=s.stall_after_seconds,
-                     stop_after_seconds=s.stop_after_seconds, min_span_seconds=s.min_span_seconds,
-                     allowed_lag=s.allowed_lag)
-
-
-def backlog_policy(s: LagSettings) -> BacklogPolicy:
-    return BacklogPolicy(age_warning_seconds=s.age_warning_seconds,
-                         age_critical_seconds=s.age_critical_seconds,
-                         drain_warning_seconds=s.drain_warning_seconds,
-                         drain_critical_seconds=s.drain_critical_seconds,
-                         drain_min_age_seconds=s.drain_min_age_seconds,
-                         quiet=s.resolve_after_samples)
 
 
 class LagProbe:
@@ -242,7 +225,7 @@ class LagSampler:
         self.probe = probe
         self.metrics = metrics
         self.clock = clock or SystemClock()
-        self.tracker = LagTracker(lag_policy(settings))
+        self.tracker = LagTracker(settings.policy())
         self.alerts = alerts
         self.publish = publish
 
@@ -390,7 +373,7 @@ async def run_monitor(
     alerts: BacklogAlerts | None = None
     publish: AlertSink | None = None
     if watch and publish_alerts:
-        alerts = BacklogAlerts(backlog_policy(s))
+        alerts = BacklogAlerts(s.backlog_policy())
         recovered = await _recover_alerts(settings, alerts)
         if recovered:
             out(f"recovered {recovered} backlog alert condition(s) from {settings.topics.alerts}")
