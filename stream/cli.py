@@ -256,12 +256,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     write_jsonl(out / "dead-letters.jsonl", result.dead_letters)
     if args.labels:
         write_jsonl(out / "quality-reports.jsonl", result.quality_reports)
+    if result.shadow_reports:
+        write_jsonl(out / "shadow-reports.jsonl", result.shadow_reports)
     for alert in result.alerts:
         print(format_alert(alert))
     summary: dict[str, Any] = {
         "events": result.events, "reports": len(result.reports), "alerts": len(result.alerts),
         "dead_letters": len(result.dead_letters), "rejected_by_cap": result.rejected_by_cap,
         "out": str(out)}
+    if result.shadow_reports:
+        summary["shadow_reports"] = len(result.shadow_reports)
     if args.labels:
         summary |= {"labels": result.labels, "quality_reports": len(result.quality_reports),
                     "label_join": result.label_join}

@@ -401,6 +401,31 @@ class MonitorConfig:
     volume_drop_factor: float = 3.0
     #: Dead-man timer: an active model silent for this long (wall clock) alerts.
     volume_deadman_seconds: float = 300.0
+    # -- shadow deployments (stream/core/shadow.py) -----------------------------------
+    #: Predictions whose ``deployment`` is this are a model's shadow side; the others are
+    #: its production side. They are paired on ``event_id``.
+    shadow_deployment: str = "shadow"
+    #: Pairs per shadow comparison window.
+    shadow_window_size: int = 500
+    #: How long (event time) a prediction waits for its partner, and how many wait at
+    #: most (the oldest are counted unpaired).
+    shadow_pair_seconds: float = 300.0
+    shadow_max_pending: int = 2000
+    #: Classification: share of pairs whose predicted class differs.
+    shadow_disagreement_warning: float = 0.05
+    shadow_disagreement_critical: float = 0.15
+    #: Regression: mean |shadow - production| over mean |production|.
+    shadow_relative_diff_warning: float = 0.1
+    shadow_relative_diff_critical: float = 0.25
+    # -- slices (events' ``slices``: drift per slice value, see stream/core/slices.py) ---
+    #: Slice names monitored on their own, e.g. ``["region", "device"]`` (environment:
+    #: comma-separated). Each gets, per model version, the drift, PSI and integrity state
+    #: of its ``max_slice_values`` busiest values; the rest are pooled and counted.
+    slice_keys: tuple[str, ...] = ()
+    max_slice_values: int = 10
+    #: Events a slice value needs before it gets its own state (and warms up its own
+    #: reference from its next ``warmup_events`` events).
+    slice_min_events: int = 200
     #: Caps that bound memory whatever the input; overflow is counted, never dropped.
     max_models: int = 1000
     max_features: int = 200
@@ -451,7 +476,8 @@ class MonitorConfig:
             raise ConfigError(f"{where}.window_kind={self.window_kind!r}: use 'count' or 'time'")
         for name in ("window_size", "warmup_events", "numeric_bins",
                      "max_categories", "adwin_chunk", "adwin_history",
-                     "adwin_quiet_evaluations", "max_models", "max_features"):
+                     "adwin_quiet_evaluations", "max_models", "max_features",
+                     "max_slice_values", "slice_min_events"):
             _positive(f"{where}.{name}", getattr(self, name))
         _positive(f"{where}.window_seconds", self.window_seconds)
         if self.window_step < 0 or self.window_size % self.step:
@@ -487,6 +513,21 @@ class MonitorConfig:
             raise ConfigError(f"{where}.attribution_share_warning and attribution_share_critical "
                               "must satisfy 0 < warning <= critical <= 1, got "
                               f"{share_warn} and {share_crit}")
+        for name in ("shadow_window_size", "shadow_pair_seconds", "shadow_max_pending"):
+            _positive(f"{where}.{name}", getattr(self, name))
+        if not self.shadow_deployment:
+            raise ConfigError(f"{where}.shadow_deployment must not be empty")
+        for name in ("shadow_disagreement", "shadow_relative_diff"):
+            warn, crit = getattr(self, f"{name}_warning"), getattr(self, f"{name}_critical")
+            if not 0 < warn <= crit:
+                raise ConfigError(f"{where}.{name}_warning and {name}_critical must satisfy "
+                                  f"0 < warning <= critical, got {warn} and {crit}")
+        for key in self.slice_keys:
+            if not key or len(key) > 200:
+                raise ConfigError(f"{where}.slice_keys: {key!r} is not a slice name (1 to 200 "
+                                  "characters, as events' slices carry them)")
+        if len(set(self.slice_keys)) != len(self.slice_keys):
+            raise ConfigError(f"{where}.slice_keys lists a slice twice: {list(self.slice_keys)}")
         if self.range_margin < 0:
             raise ConfigError(f"{where}.range_margin must be >= 0")
         for name in ("schema_quiet_evaluations", "volume_bucket_seconds", "volume_baseline_buckets",
@@ -733,6 +774,12 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if getattr(hint, "__origin__", None) is tuple:  # a list of strings
+            if isinstance(value, str):  # from the environment: comma-separated
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return tuple(value)
         if want is str or get_args(hint):
             if not isinstance(value, str):
                 raise ValueError
@@ -747,6 +794,8 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
         kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
             want or str, "a string"
         )
+        if getattr(hint, "__origin__", None) is tuple:
+            kind = "a list of strings (environment: comma-separated)"
         raise ConfigError(f"{key} (from {origin}): expected {kind}, got {value!r}") from None
     return value
 

@@ -295,12 +295,45 @@ class Metrics:
             "driftstream_label_latency_seconds",
             "Label time minus prediction time of the joined pairs.", DELAY_BUCKETS)
         r.register(self.label_latency)
+        self.slice_psi = Gauge(
+            "driftstream_slice_psi",
+            "PSI of the last closed window of one tracked slice value against the slice's own "
+            "reference (at most monitor.max_slice_values values per slice key).",
+            ["model", "model_version", "slice_key", "slice_value", "feature"], registry=r)
+        self.slice_alerts_firing = Gauge(
+            "driftstream_slice_alerts_firing",
+            "Alert conditions firing now, per tracked slice value.",
+            ["model", "model_version", "slice_key", "slice_value"], registry=r)
+        self.monitored_slices = Gauge(
+            "driftstream_monitored_slices",
+            "Tracked slice values with their own monitor, held by this worker.", registry=r)
+        self.slice_events = Counter(
+            "driftstream_slice_events_total",
+            "Events by slice key and outcome: tracked (monitored in their slice value's own "
+            "state), pooled (a value beyond the top monitor.max_slice_values; in the global "
+            "state only), missing (the event has no value for the key).",
+            ["model", "slice_key", "outcome"], registry=r)
+        self.shadow_gap = Gauge(
+            "driftstream_shadow_gap",
+            "Shadow against production over the last comparison window, per model: "
+            "disagreement (share of pairs whose predicted class differs), "
+            "relative_abs_diff (regression: mean |difference| / mean |production|), psi "
+            "(of the shadow side's score distribution against production's).",
+            ["model", "measure"], registry=r)
+        self.shadow_unpaired = Counter(
+            "driftstream_shadow_unpaired_total",
+            "Predictions of a model with a shadow that found no partner on the other side, "
+            "by side (production, shadow).", ["model", "side"], registry=r)
+        self._slice_series: set[tuple[str, str, str, str, str]] = set()
         self._quality_series: set[tuple[str, str, str]] = set()
         self.lag = LagMetrics(r)
 
     def observe_report(self, report: dict[str, Any]) -> None:
         """Update the per-series gauges from a window report."""
         model, version = report["model"], report["model_version"] or ""
+        if report.get("slice"):
+            self._observe_slice_report(report)
+            return
         series = list(report["features"].items()) + [
             (f"prediction.{k}", v) for k, v in report["prediction"].items()
         ]
@@ -329,6 +362,36 @@ class Metrics:
         if "alerts_firing" in report:
             self.alerts_firing.labels(model=model, model_version=version).set(
                 report["alerts_firing"])
+
+    def _observe_slice_report(self, report: dict[str, Any]) -> None:
+        model, version = report["model"], report["model_version"] or ""
+        sk, sv = report["slice"]["key"], report["slice"]["value"]
+        series = list(report["features"].items()) + [
+            (f"prediction.{k}", v) for k, v in report["prediction"].items()]
+        for name, stats in series:
+            key = (model, version, sk, sv, name)
+            if key not in self._slice_series:
+                if (len(self._feature_series) + len(self._slice_series)
+                        >= self.max_feature_series):
+                    self.cap_overflow.labels(cap="metric_series").inc()
+                    continue
+                self._slice_series.add(key)
+            if stats.get("psi") is not None:
+                self.slice_psi.labels(*key).set(stats["psi"])
+        self.slice_alerts_firing.labels(model, version, sk, sv).set(report["alerts_firing"])
+
+    def observe_shadow_report(self, report: dict[str, Any]) -> None:
+        """Update the shadow gauges from a shadow report."""
+        for measure, field_ in (("disagreement", "disagreement_rate"),
+                                ("relative_abs_diff", "relative_abs_diff"), ("psi", "psi")):
+            if report.get(field_) is not None:
+                self.shadow_gap.labels(model=report["model"], measure=measure).set(
+                    report[field_])
+
+    def observe_slices(self, counts: dict[tuple[str, str, str], int]) -> None:
+        """Slice routing counts of a batch: (model, slice key, outcome) -> events."""
+        for (model, key, outcome), n in counts.items():
+            self.slice_events.labels(model=model, slice_key=key, outcome=outcome).inc(n)
 
     def observe_alert(self, alert: dict[str, Any]) -> None:
         self.alert_transitions.labels(
@@ -384,6 +447,12 @@ class Metrics:
             for check in ("missing", "type_mismatch", "out_of_range", "unseen_categories"):
                 with contextlib.suppress(KeyError):
                     self.integrity.remove(model, v, key[2], check)
+        for key5 in [k for k in self._slice_series if k[0] == model and k[1] == v]:
+            self._slice_series.discard(key5)
+            with contextlib.suppress(KeyError):
+                self.slice_psi.remove(*key5)
+            with contextlib.suppress(KeyError):
+                self.slice_alerts_firing.remove(*key5[:4])
         for metric in (self.alerts_firing, self.windows, self.features_over_cap,
                        self.quality_alerts_firing, self.attribution_ndcg):
             with contextlib.suppress(KeyError):
@@ -392,6 +461,9 @@ class Metrics:
             self._quality_series.discard(key)
             with contextlib.suppress(KeyError):
                 self.quality.remove(*key)
+        for measure in ("disagreement", "relative_abs_diff", "psi"):
+            with contextlib.suppress(KeyError):
+                self.shadow_gap.remove(model, measure)
         for metric in (self.label_coverage, self.label_pending, self.last_event):
             with contextlib.suppress(KeyError):
                 metric.remove(model)

@@ -53,6 +53,7 @@ class ReplayResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     quality_reports: list[dict[str, Any]] = field(default_factory=list)
+    shadow_reports: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
     labels: int = 0
     rejected_by_cap: int = 0
@@ -152,8 +153,10 @@ def replay_lines(
                 result.events += env["columns"]["n"]
             handled = registry.handle(env)
             result.reports += handled.output.reports
-            result.alerts += handled.output.alerts + handled.quality.alerts + handled.volume_alerts
+            result.alerts += (handled.output.alerts + handled.quality.alerts
+                              + handled.volume_alerts + handled.shadow.alerts)
             result.quality_reports += handled.quality.reports
+            result.shadow_reports += handled.shadow.reports
             result.rejected_by_cap += handled.rejected
             for outcome, n in handled.label_join.items():
                 result.label_join[outcome] = result.label_join.get(outcome, 0) + n

@@ -37,6 +37,7 @@ NAMES = (
     "alert",
     "window-report",
     "quality-report",
+    "shadow-report",
     "dead-letter",
     "reference",
     "control",

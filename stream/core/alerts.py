@@ -34,6 +34,7 @@ __all__ = [
     "Transition",
     "alert_event",
     "alert_id",
+    "slice_id",
     "step_bound",
     "step_detection",
     "step_threshold",
@@ -187,12 +188,17 @@ def alert_event(
     window: dict[str, Any] | None,
     ts: float,
     message: str,
+    slice_: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The alert event published on the alerts topic (``schemas/alert.json``)."""
+    """The alert event published on the alerts topic (``schemas/alert.json``).
+
+    ``slice_`` is the (slice key, value) a sliced monitor's alert is about; the event then
+    carries ``slice`` and its condition has its own ``alert_id``."""
     resolved = transition == "resolved"
-    return {
+    event = {
         "schema_version": 1,
-        "alert_id": alert_id(kind, model, model_version, feature, detector),
+        "alert_id": alert_id(kind, model, model_version, feature, detector,
+                             slice_id(slice_)),
         "episode": state.episode,
         "kind": kind,
         "status": "resolved" if resolved else "firing",
@@ -208,4 +214,16 @@ def alert_event(
         "ts": ts,
         "message": message,
     }
+    if slice_ is not None:
+        event["slice"] = {"key": slice_[0], "value": slice_[1]}
+    return event
+
+
+def slice_id(slice_: tuple[str, str] | None) -> str | None:
+    """The part of an ``alert_id`` that names a slice (``None`` for the whole model).
+
+    >>> slice_id(("region", "eu")), slice_id(None)
+    ('region=eu', None)
+    """
+    return None if slice_ is None else f"{slice_[0]}={slice_[1]}"
 

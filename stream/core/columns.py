@@ -5,7 +5,9 @@ or a part of the prediction (``("prediction", "score" | "value" | "label")``).
 
 Attributions of prediction events (``stream.core.events``) travel as their own columns,
 ``"attributions": {feature: [number or None per event]}``, only in batches where some event
-has them: a batch without attributions is exactly what it was before they existed.
+has them: a batch without attributions is exactly what it was before they existed. So do
+``"slices": {slice name: [value or None per event]}`` and ``"deployment": [name or None
+per event]``.
 
 Numeric columns are float arrays where ``NaN`` is a missing value and ``+inf`` a value of
 the wrong type (validated events never carry infinities, so the marker is unambiguous).
@@ -96,6 +98,11 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     (2, {'x': [1, None], 'y': [None, 'u']}, [None, 'no'], {'y': [None, -0.3]})
     >>> "attributions" in columns_from_events([{"ts": 1.0, "features": {}, "attributions": None}])
     False
+    >>> cols = columns_from_events([
+    ...     {"ts": 1.0, "features": {}, "slices": {"region": "eu"}, "deployment": "shadow"},
+    ...     {"ts": 2.0, "features": {}}])
+    >>> cols["slices"], cols["deployment"]
+    ({'region': ['eu', None]}, ['shadow', None])
     """
     feats = [e["features"] for e in events]
     names = sorted(set().union(*feats))
@@ -131,6 +138,13 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
             out["attributions"] = {n: list(c) for n, c in zip(names, columns, strict=True)}
         else:
             out["attributions"] = {n: [a.get(n) if a else None for a in attrs] for n in names}
+    tags = [e.get("slices") for e in events]
+    if any(tags):
+        out["slices"] = {k: [s.get(k) if s else None for s in tags]
+                         for k in sorted(set().union(*filter(None, tags)))}
+    deployment = [e.get("deployment") for e in events]
+    if any(deployment):
+        out["deployment"] = deployment
     return out
 
 
@@ -171,12 +185,17 @@ def select_columns(cols: dict[str, Any], rows: list[int] | slice) -> dict[str, A
     }
     if attrs := cols.get("attributions"):
         out["attributions"] = {k: pick(v) for k, v in attrs.items()}
+    if tags := cols.get("slices"):
+        out["slices"] = {k: pick(v) for k, v in tags.items()}
+    if deployment := cols.get("deployment"):
+        out["deployment"] = pick(deployment)
     return out
 
 
 def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
-    """Back to compact events (what warm-up keeps); null features are left out, and
-    ``attributions`` is there only for events that had some.
+    """Back to compact events (what the cap's rejections carry); null features are left
+    out, and ``attributions``, ``slices`` and ``deployment`` are there only for events that
+    had some.
 
     >>> events_from_columns({"n": 2, "ts": [1.0, 2.0], "features": {"x": [1, None]},
     ...                      "prediction": None, "attributions": {"x": [None, 0.5]}})
@@ -186,6 +205,8 @@ def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
     feats = cols["features"]
     pred = cols["prediction"]
     attrs = cols.get("attributions") or {}
+    tags = cols.get("slices") or {}
+    deployment = cols.get("deployment")
     out = []
     for i in range(cols["n"]):
         e: dict[str, Any] = {
@@ -197,6 +218,10 @@ def events_from_columns(cols: dict[str, Any]) -> list[dict[str, Any]]:
             e["prediction"] = {p: pred[p][i] for p in PREDICTION_PARTS}
         if attrs and (a := {k: v[i] for k, v in attrs.items() if v[i] is not None}):
             e["attributions"] = a
+        if tags and (t := {k: v[i] for k, v in tags.items() if v[i] is not None}):
+            e["slices"] = t
+        if deployment and deployment[i] is not None:
+            e["deployment"] = deployment[i]
         out.append(e)
     return out
 

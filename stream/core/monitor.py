@@ -81,6 +81,7 @@ from stream.core.alerts import (
     Transition,
     alert_event,
     alert_id,
+    slice_id,
     step_detection,
     step_threshold,
 )
@@ -97,6 +98,7 @@ from stream.core.columns import (
 from stream.core.histogram import count_index
 from stream.core.psi import psi, psi_noise_floor
 from stream.core.reference import ReferenceProfile
+from stream.core.slices import SliceSelector, slice_label
 from stream.errors import SnapshotError
 
 __all__ = ["ModelMonitor", "MonitorOutput"]
@@ -284,9 +286,16 @@ class ModelMonitor:
         model_version: str | None,
         config: MonitorConfig,
         reference: ReferenceProfile | None = None,
+        *,
+        slice_: tuple[str, str] | None = None,
     ) -> None:
         self.model = model
         self.model_version = model_version
+        #: The (slice key, value) this monitor watches (``None``: all the version's events).
+        self.slice_ = slice_
+        #: Slice selectors by slice key (``stream/core/slices.py``), kept by the monitor of
+        #: the whole version, which routes the events of its tracked slices.
+        self.slices: dict[str, SliceSelector] = {}
         self.config = config
         self.reference: ReferenceProfile | None = None
         self.series: dict[SeriesKey, _Series] = {}
@@ -316,6 +325,12 @@ class ModelMonitor:
         if reference is not None:
             self.set_reference(reference)
 
+    @property
+    def who(self) -> str:
+        """How messages name this monitor: ``model fraud v2``, ``... (region=eu)``."""
+        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        return who + (f" (slice {self.slice_[0]}={self.slice_[1]})" if self.slice_ else "")
+
     # -- reference ---------------------------------------------------------------------
 
     def set_reference(self, reference: ReferenceProfile) -> None:
@@ -339,13 +354,13 @@ class ModelMonitor:
         new one from its next ``warmup_events`` events, and every alert that was firing
         against the old reference resolves (the returned events). ``ts`` stamps them."""
         out: list[dict[str, Any]] = []
-        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        who = self.who
         message = f"{who} was re-baselined: a new reference is being built from its next events"
 
         def resolve(state: AlertState, kind: str, feature: str | None, detector: str) -> None:
             if state.status == "firing":
                 done = AlertState("ok", state.severity, state.episode, None, 0)
-                out.append(alert_event(state=done, transition="resolved", kind=kind,
+                out.append(alert_event(slice_=self.slice_, state=done, transition="resolved", kind=kind,
                                        model=self.model, model_version=self.model_version,
                                        feature=feature, detector=detector, value=None,
                                        threshold=None, window=None, ts=ts, message=message))
@@ -650,6 +665,7 @@ class ModelMonitor:
             "type": "window_report",
             "model": self.model,
             "model_version": self.model_version,
+            "slice": slice_label(*self.slice_) if self.slice_ else None,
             "window": window,
             "reference": {"source": ref.source, "events": ref.events,
                           "features_over_cap": ref.features_over_cap},
@@ -742,7 +758,7 @@ class ModelMonitor:
     def _integrity_alert(self, state: AlertState, transition: Transition, name: str, detector: str,
                          value: float, threshold: float, stats: dict[str, Any],
                          window: dict[str, Any], ts: float) -> dict[str, Any]:
-        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        who = self.who
         what = {"missing": "missing rate (above the reference's)",
                 "type_mismatch": "share of values of the wrong type",
                 "out_of_range": "share of values outside the reference range",
@@ -756,7 +772,7 @@ class ModelMonitor:
                 message += "; it was never missing in the reference"
             if detector == "unseen_categories" and stats.get("unseen_top"):
                 message += f"; most frequent: {', '.join(map(repr, stats['unseen_top']))}"
-        return alert_event(state=state, transition=transition, kind="data_quality",
+        return alert_event(slice_=self.slice_, state=state, transition=transition, kind="data_quality",
                            model=self.model, model_version=self.model_version, feature=name,
                            detector=detector, value=value, threshold=threshold, window=window,
                            ts=ts, message=message)
@@ -771,7 +787,7 @@ class ModelMonitor:
         self.schema_alert = state
         if not t:
             return
-        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        who = self.who
         if t == "resolved":
             message = f"the features of {who} match its reference again"
         else:
@@ -781,7 +797,7 @@ class ModelMonitor:
             if absent:
                 parts.append(f"reference features that stopped arriving: {', '.join(absent)}")
             message = f"schema drift of {who}: " + "; ".join(parts)
-        out.alerts.append(alert_event(
+        out.alerts.append(alert_event(slice_=self.slice_,
             state=state, transition=t, kind="data_quality", model=self.model,
             model_version=self.model_version, feature=None, detector="schema",
             value=float(len(unknown) + len(absent)), threshold=None, window=window, ts=ts,
@@ -852,7 +868,7 @@ class ModelMonitor:
                            ref_imp: dict[str, float], importance: dict[str, float], events: int,
                            window: dict[str, Any], ts: float, moved: str | None = None
                            ) -> dict[str, Any]:
-        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        who = self.who
         if detector == "ndcg":
             def top(imp: dict[str, float]) -> str:
                 return ", ".join(sorted(imp, key=lambda k: (-imp[k], k))[:3])
@@ -880,19 +896,19 @@ class ModelMonitor:
                            f"{state.severity})")
                 if moved != feature:
                     message += f"; the alert fired for {feature!r}"
-        event = alert_event(state=state, transition=transition, kind="attribution_drift",
+        event = alert_event(slice_=self.slice_, state=state, transition=transition, kind="attribution_drift",
                             model=self.model, model_version=self.model_version, feature=feature,
                             detector=detector, value=value, threshold=threshold, window=window,
                             ts=ts, message=message)
         # one condition per model version: the id must not follow the feature that moved most
         event["alert_id"] = alert_id("attribution_drift", self.model, self.model_version, None,
-                                     detector)
+                                     detector, slice_id(self.slice_))
         return event
 
     def _alert(self, state: AlertState, transition: Transition, kind: str, name: str,
                detector: str, value: float | None, threshold: float | None,
                window: dict[str, Any], ts: float) -> dict[str, Any]:
-        who = f"model {self.model}" + (f" {self.model_version}" if self.model_version else "")
+        who = self.who
         what = f"{'feature' if kind == 'feature_drift' else 'prediction'} {name!r} of {who}"
         if detector == "psi":
             verb = {"firing": "is", "escalated": "rose to", "deescalated": "fell to",
@@ -905,7 +921,8 @@ class ModelMonitor:
         else:
             message = f"ADWIN detected a change in the mean of {what}" + (
                 f"; the mean is now about {value:.4g}" if value is not None else "")
-        return alert_event(state=state, transition=transition, kind=kind, model=self.model,
+        return alert_event(slice_=self.slice_, state=state, transition=transition, kind=kind,
+                           model=self.model,
                            model_version=self.model_version, feature=name, detector=detector,
                            value=value, threshold=threshold, window=window, ts=ts, message=message)
 
@@ -938,6 +955,8 @@ class ModelMonitor:
             "version": _SNAPSHOT_VERSION,
             "model": self.model,
             "model_version": self.model_version,
+            "slice": list(self.slice_) if self.slice_ else None,
+            "slices": {k: sel.snapshot() for k, sel in sorted(self.slices.items())},
             "window_config": self._window_config(),
             "reference": self.reference.snapshot() if self.reference else None,
             "warmup": self.warmup,
@@ -978,7 +997,13 @@ class ModelMonitor:
             )
         try:
             ref = ReferenceProfile.restore(data["reference"]) if data["reference"] else None
-            mon = cls(data["model"], data["model_version"], config, ref)
+            sl = data.get("slice")  # absent from older snapshots
+            mon = cls(data["model"], data["model_version"], config, ref,
+                      slice_=(str(sl[0]), str(sl[1])) if sl else None)
+            mon.slices = {
+                str(k): SliceSelector.restore(v, max_values=config.max_slice_values,
+                                              min_events=config.slice_min_events)
+                for k, v in data.get("slices", {}).items()}
             mon.warmup = data["warmup"]
             mon.events_total = int(data["events_total"])
             mon.evaluations = int(data["evaluations"])

@@ -51,11 +51,13 @@ from stream.core.columns import columns_from_events, events_from_columns, select
 from stream.core.monitor import ModelMonitor, MonitorOutput
 from stream.core.quality_monitor import BASELINE_METRICS, QualityMonitor, QualityOutput
 from stream.core.reference import ReferenceProfile, reference_key
+from stream.core.shadow import ShadowComparator, ShadowOutput
+from stream.core.slices import SliceSelector
 from stream.core.volume import VolumePolicy, VolumeTracker
 from stream.errors import SnapshotError
 
-__all__ = ["HandleResult", "MonitorRegistry", "join_chunk_key", "quality_key", "volume_key",
-           "volume_policy"]
+__all__ = ["HandleResult", "MonitorRegistry", "join_chunk_key", "quality_key", "shadow_key",
+           "slice_key", "volume_key", "volume_policy"]
 
 
 @dataclass
@@ -77,6 +79,11 @@ class HandleResult:
     #: Keys of (model, version) re-baselined by this envelope (their published reference
     #: is obsolete).
     rebaselined: list[str] = field(default_factory=list)
+    #: Events per (model, slice key, outcome): ``tracked`` (went to a slice's own state),
+    #: ``pooled`` (a value without state of its own), ``missing`` (no value for the key).
+    slice_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: Shadow-against-production reports and alerts (``stream/core/shadow.py``).
+    shadow: ShadowOutput = field(default_factory=ShadowOutput)
 
 
 class MonitorRegistry:
@@ -99,9 +106,18 @@ class MonitorRegistry:
         self.load_quality = load_quality
         self.load_volume = load_volume
         self.monitors: dict[str, ModelMonitor] = {}
+        #: Monitors of tracked slices (``slice_key``), outside the ``max_models`` cap: at
+        #: most ``len(slice_keys) * max_slice_values`` per (model, version).
+        self.slice_monitors: dict[str, ModelMonitor] = {}
         self.quality: dict[str, QualityMonitor] = {}
         self.volume: dict[str, VolumeTracker] = {}
         self._no_quality: set[str] = set()
+        #: Shadow comparators and the shadow side's quality monitors, by model; their
+        #: state lives with the quality state (``shadow_key``).
+        self.shadow: dict[str, ShadowComparator] = {}
+        self.shadow_quality: dict[str, QualityMonitor] = {}
+        self._no_shadow: set[str] = set()
+        self._shadow_dirty: set[str] = set()
         self._volume_dirty: set[str] = set()
         self._dirty: set[str] = set()
         self._quality_dirty: set[str] = set()
@@ -121,10 +137,14 @@ class MonitorRegistry:
             model, version = envelope["model"], envelope.get("model_version")
             mon = self._get(model, version, result)
             if mon is not None:
-                result.output.alerts += mon.rebaseline(ts=float(envelope.get("ts") or 0.0))
+                ts = float(envelope.get("ts") or 0.0)
+                result.output.alerts += mon.rebaseline(ts=ts)
                 key = reference_key(model, version)
                 self._dirty.add(key)
                 result.rebaselined.append(key)
+                for skey in self._slices_of(model, version, mon):
+                    result.output.alerts += self.slice_monitors[skey].rebaseline(ts=ts)
+                    self._dirty.add(skey)
             return result
         if envelope.get("type") == "columns":
             cols = envelope["columns"]
@@ -142,6 +162,8 @@ class MonitorRegistry:
                 continue
             result.output.extend(mon.process_columns(part))
             self._dirty.add(reference_key(model, version))
+            if mon.config.slice_keys:
+                self._route_slices(mon, part, result)
         config = self.config_for(model)
         if config.volume_enabled:
             vt = self._volume(model)
@@ -152,14 +174,143 @@ class MonitorRegistry:
             kept = [i for i, v in enumerate(cols["model_version"])
                     if reference_key(model, v) in self.monitors]
             accepted = select_columns(cols, kept) if kept else None
+        shadow_part = None
+        if accepted is not None and accepted.get("deployment") and accepted["prediction"]:
+            accepted, shadow_part = self._shadow_split(model, accepted, config, result)
         if accepted is not None and config.quality_enabled:
             qm = self._quality(model, create=config.label_join_start == "always")
             if qm is not None:
                 before = qm.join.counters
-                result.quality.extend(qm.add_predictions(accepted))
+                out = qm.add_predictions(accepted)
+                result.quality.extend(out)
+                self._observe_quality(model, "production", out)
                 _count(result, before, qm)
                 self._quality_dirty.add(model)
+            if shadow_part is not None and (qm is not None or model in self.shadow_quality):
+                sqm = self._shadow_quality(model)
+                if sqm is not None:
+                    self._shadow_quality_out(model, sqm.add_predictions(shadow_part), result)
         return result
+
+    def _shadow_split(self, model: str, cols: dict[str, Any], config: MonitorConfig,
+                      result: HandleResult) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Feed the model's shadow comparator (created at its first shadow prediction);
+        split the batch into its production and shadow rows for the label joins."""
+        name = config.shadow_deployment
+        dep = cols["deployment"]
+        sc = self._shadow(model)
+        if sc is None:
+            if name not in dep:
+                return cols, None
+            first = dep.index(name)
+            sc = self.shadow[model] = ShadowComparator(model, config)
+            self._no_shadow.discard(model)
+            feed = cols if first == 0 else select_columns(cols, slice(first, None))
+        else:
+            feed = cols
+        result.shadow.extend(sc.add(feed))
+        self._shadow_dirty.add(model)
+        shadow_rows = [i for i, d in enumerate(dep) if d == name]
+        if not shadow_rows:
+            return cols, None
+        prod_rows = [i for i, d in enumerate(dep) if d != name]
+        return (select_columns(cols, prod_rows) if prod_rows else None,
+                select_columns(cols, shadow_rows))
+
+    def _shadow(self, model: str) -> ShadowComparator | None:
+        sc = self.shadow.get(model)
+        if sc is not None or model in self._no_shadow:
+            return sc
+        data = self.load_quality(shadow_key(model))
+        if data is not None:
+            try:
+                sc = self.shadow[model] = ShadowComparator.restore(data, self.config_for(model))
+                return sc
+            except SnapshotError as exc:
+                self.restore_errors.append(f"{shadow_key(model)!r}: {exc}")
+        self._no_shadow.add(model)
+        return None
+
+    def _shadow_quality(self, model: str) -> QualityMonitor | None:
+        """The label join and quality of a model's shadow side (its own, because both
+        sides predict the same event ids)."""
+        sqm = self.shadow_quality.get(model)
+        if sqm is not None:
+            return sqm
+        name = shadow_key(model)
+        header = self.load_quality(quality_key(name))
+        if header is not None:
+            try:
+                chunks = [self.load_quality(join_chunk_key(name, cid))
+                          for cid in QualityMonitor.chunk_ids(header)]
+                sqm = QualityMonitor.restore(header, [c for c in chunks if c is not None],
+                                             self.config_for(model))
+            except SnapshotError as exc:
+                self.restore_errors.append(f"{quality_key(name)!r}: {exc}")
+        if sqm is None:
+            if len(self.shadow_quality) >= self.max_models:
+                return None
+            sqm = QualityMonitor(model, self.config_for(model))
+        self.shadow_quality[model] = sqm
+        return sqm
+
+    def _shadow_quality_out(self, model: str, out: QualityOutput, result: HandleResult) -> None:
+        """The shadow side's quality reports (``deployment: shadow``) and alerts; its join
+        counters are not the model's (the production join counts those)."""
+        for report in out.reports:
+            report["deployment"] = self.config_for(model).shadow_deployment
+        result.quality.reports += out.reports
+        result.quality.alerts += out.alerts
+        self._observe_quality(model, "shadow", out)
+        self._shadow_dirty.add(model)
+
+    def _observe_quality(self, model: str, side: str, out: QualityOutput) -> None:
+        sc = self.shadow.get(model)
+        if sc is not None:
+            for report in out.reports:
+                sc.observe_quality(side, report)
+
+    def _route_slices(self, mon: ModelMonitor, cols: dict[str, Any], result: HandleResult) -> None:
+        """Feed the events of tracked slice values to their own monitors."""
+        config = mon.config
+        tags = cols.get("slices") or {}
+        counts = result.slice_events
+        for key in config.slice_keys:
+            sel = mon.slices.get(key)
+            if sel is None:
+                sel = mon.slices[key] = SliceSelector(
+                    key, max_values=config.max_slice_values, min_events=config.slice_min_events)
+            pooled, missing = sel.pooled_events, sel.missing_events
+            routed = sel.route(tags.get(key) or [None] * cols["n"])
+            tracked = 0
+            for value, rows in routed.items():
+                skey = slice_key(mon.model, mon.model_version, key, value)
+                smon = self.slice_monitors.get(skey)
+                if smon is None:
+                    smon = self.slice_monitors[skey] = self._restore_or_new(
+                        mon.model, mon.model_version, (key, value))
+                part = cols if len(rows) == cols["n"] else select_columns(cols, rows)
+                o = smon.process_columns(part)  # its reports and alerts; the event
+                result.output.reports += o.reports  # counts are the whole version's
+                result.output.alerts += o.alerts
+                self._dirty.add(skey)
+                tracked += len(rows)
+            for outcome, n in (("tracked", tracked), ("pooled", sel.pooled_events - pooled),
+                               ("missing", sel.missing_events - missing)):
+                if n:
+                    k = (mon.model, key, outcome)
+                    counts[k] = counts.get(k, 0) + n
+
+    def _slices_of(self, model: str, version: str | None, mon: ModelMonitor) -> list[str]:
+        """Keys of the slice monitors of a (model, version), restored if need be."""
+        keys = []
+        for key, sel in sorted(mon.slices.items()):
+            for value in sel.tracked:
+                skey = slice_key(model, version, key, value)
+                if skey not in self.slice_monitors:
+                    self.slice_monitors[skey] = self._restore_or_new(model, version, (key, value))
+                keys.append(skey)
+        return keys
 
     def _labels(self, model: str, labels: dict[str, Any], result: HandleResult) -> HandleResult:
         qm = self._quality(model, create=True)
@@ -170,9 +321,14 @@ class MonitorRegistry:
                 for e, lab, t in zip(labels["event_id"], labels["label"], labels["ts"], strict=True)]
             return result
         before = qm.join.counters
-        result.quality.extend(qm.add_labels(labels))
+        out = qm.add_labels(labels)
+        result.quality.extend(out)
+        self._observe_quality(model, "production", out)
         _count(result, before, qm)
         self._quality_dirty.add(model)
+        self._shadow(model)  # restored if it exists, so that its quality is compared
+        if model in self.shadow and (sqm := self._shadow_quality(model)) is not None:
+            self._shadow_quality_out(model, sqm.add_labels(labels), result)
         return result
 
     def _quality(self, model: str, *, create: bool) -> QualityMonitor | None:
@@ -247,6 +403,17 @@ class MonitorRegistry:
                 out.append((join_chunk_key(model, cid), chunk))
             out.append((quality_key(model), qm.snapshot()))
         self._quality_dirty.clear()
+        for model in sorted(self._shadow_dirty):
+            sc = self.shadow.get(model)
+            if sc is not None:
+                out.append((shadow_key(model), sc.snapshot()))
+            sqm = self.shadow_quality.get(model)
+            if sqm is not None:
+                name = shadow_key(model)
+                for cid, chunk in sorted(sqm.take_chunks().items()):
+                    out.append((join_chunk_key(name, cid), chunk))
+                out.append((quality_key(name), sqm.snapshot()))
+        self._shadow_dirty.clear()
         return out
 
     def set_reference(self, profile: ReferenceProfile) -> None:
@@ -281,8 +448,10 @@ class MonitorRegistry:
         result.created.append(key)
         return mon
 
-    def _restore_or_new(self, model: str, version: str | None) -> ModelMonitor:
-        key = reference_key(model, version)
+    def _restore_or_new(self, model: str, version: str | None,
+                        slice_: tuple[str, str] | None = None) -> ModelMonitor:
+        key = reference_key(model, version) if slice_ is None else slice_key(
+            model, version, *slice_)
         config = self.config_for(model)
         data = self.load_state(key)
         if data is not None:
@@ -290,14 +459,19 @@ class MonitorRegistry:
                 return ModelMonitor.restore(data, config)
             except SnapshotError as exc:
                 self.restore_errors.append(f"{key!r}: {exc}")
+        if slice_ is not None:  # a slice warms up its own reference: like with like
+            return ModelMonitor(model, version, config, slice_=slice_)
         ref = self.load_reference(key)
         profile = ReferenceProfile.restore(ref) if ref is not None else None
         return ModelMonitor(model, version, config, profile)
 
     def take_dirty(self) -> list[tuple[str, dict[str, Any]]]:
         """Snapshots of the monitors changed since the last call (and forget them)."""
-        out = [(key, self.monitors[key].snapshot()) for key in sorted(self._dirty)
-               if key in self.monitors]
+        out = []
+        for key in sorted(self._dirty):
+            mon = self.monitors.get(key) or self.slice_monitors.get(key)
+            if mon is not None:
+                out.append((key, mon.snapshot()))
         self._dirty.clear()
         return out
 
@@ -308,13 +482,40 @@ class MonitorRegistry:
         for k in gone:
             del self.monitors[k]
             self._dirty.discard(k)
+        for k in [k for k in self.slice_monitors if predicate(k)]:
+            del self.slice_monitors[k]
+            self._dirty.discard(k)
         for model in [m for m in self.quality if predicate(quality_key(m))]:
             del self.quality[model]
             self._quality_dirty.discard(model)
+        for model in [m for m in self.shadow if predicate(shadow_key(m))]:
+            del self.shadow[model]
+            self.shadow_quality.pop(model, None)
+            self._shadow_dirty.discard(model)
+        self._no_shadow.clear()
         for model in [m for m in self.volume if predicate(volume_key(m))]:
             del self.volume[model]
             self._volume_dirty.discard(model)
         return gone
+
+
+def shadow_key(model: str) -> str:
+    """Table key (in the quality table) of a model's shadow comparator; the shadow side's
+    label join is stored under ``quality_key(shadow_key(model))`` and its chunks.
+
+    >>> shadow_key("fraud")
+    'fraud\\x1fshadow'
+    """
+    return f"{model}\x1fshadow"
+
+
+def slice_key(model: str, version: str | None, key: str, value: str) -> str:
+    """Table key of the monitor of one tracked slice value of a (model, version).
+
+    >>> slice_key("fraud", "v2", "region", "eu")
+    'fraud\\x1fv2\\x1fslice\\x1fregion\\x1feu'
+    """
+    return f"{reference_key(model, version)}\x1fslice\x1f{key}\x1f{value}"
 
 
 def volume_policy(cfg: MonitorConfig) -> VolumePolicy:

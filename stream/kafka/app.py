@@ -254,7 +254,7 @@ def create_app(
                     continue
                 out = result.output
                 quality = result.quality
-                for alert in out.alerts + quality.alerts + result.volume_alerts:
+                for alert in out.alerts + quality.alerts + result.volume_alerts + result.shadow.alerts:
                     await alerts.send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
                     metrics.observe_alert(alert)
                 for report in out.reports:
@@ -263,8 +263,15 @@ def create_app(
                 for report in quality.reports:
                     await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
                     metrics.observe_quality_report(report)
+                for report in result.shadow.reports:
+                    await reports.send(key=report["model"].encode(), value=orjson.dumps(report))
+                    metrics.observe_shadow_report(report)
+                for side, n in result.shadow.unpaired.items():
+                    metrics.shadow_unpaired.labels(model=env["model"], side=side).inc(n)
                 for outcome, n in result.label_join.items():
                     metrics.label_join.labels(outcome=outcome).inc(n)
+                if result.slice_events:
+                    metrics.observe_slices(result.slice_events)
                 vt = registry.volume.get(env.get("model", ""))
                 if vt is not None:
                     metrics.observe_volume(vt.model, vt.rate_of_last_bucket, vt.baseline_rate,
@@ -320,6 +327,7 @@ def create_app(
                 else:
                     quality_table[key] = orjson.dumps(value)
             metrics.monitored_models.set(len(registry.monitors))
+            metrics.monitored_slices.set(len(registry.slice_monitors))
             metrics.batch_seconds.labels(stage="monitor").observe(time.perf_counter() - t0)
 
     @app.timer(DEADMAN_CHECK_SECONDS)  # type: ignore[untyped-decorator]
@@ -337,7 +345,7 @@ def create_app(
         if not gone_partitions:
             return
         for key in registry.forget(lambda key: partition_for(model_of(key), n) in gone_partitions):
-            model, _, version = key.partition("\x1f")
+            model, _, version = key.partition("\x1f")  # (model, version) keys only
             metrics.forget_model(model, version or None)
 
     @app.page("/metrics")
