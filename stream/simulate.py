@@ -64,6 +64,50 @@ True
 >>> [e for e in b if e["event_id"].count("-") == 2] == a  # the regular events
 True
 
+Four options enrich the traffic, each off by default and then changing nothing, byte
+for byte; each draws only from random streams of its own (per model), so turned on it
+changes only what is said here, and never a label:
+
+- ``slices`` (``--slices``): every event carries ``slices``, a ``region`` and a ``device``
+  (:data:`SLICES`: ``eu``/``us``/``apac``/``latam`` at 0.4/0.3/0.2/0.1, ``mobile``/``web``
+  at 0.6/0.4). A drift can be restricted to one slice value
+  (``DriftSpec(..., slice=("region", "eu"))``, ``--drift fraud:amount@region=eu:60``):
+  the events of the other slice values are exactly as without the drift.
+- ``attributions`` (``--attributions``): every event carries ``attributions``, for each
+  of the model's features the exact (linear, interventional) SHAP value of the model
+  that served the event: per term ``weight * (input - reference input)``, summed per
+  feature. A numeric term's input is ``(x - mean) / std`` with ``mean`` the feature's
+  reference mean (:attr:`NumericFeature.mean`; a missing value is imputed with it, so
+  counts 0), a categorical term's is the indicator ``x == category`` with reference
+  input its reference frequency (``probs[category] * (1 - missing)``); a feature
+  without terms gets 0. They explain the linear predictor: the log-odds of a binary
+  model, the logit of the predicted class of a multiclass one, the value (before
+  ``floor``) of a regression; so they sum to ``z - E_ref[z]``, and a ``prediction``
+  drift, which moves the output without any feature, is not in them.
+- shadows (:class:`ShadowSpec`, ``--shadow MODEL:VERSION[:CHANGE]``): right after every
+  event of the model comes its shadow copy (same ``event_id``, ``ts``, features and
+  slices, ``deployment: "shadow"``, ``model_version: VERSION``, the prediction and
+  attributions of :func:`perturbed_model`); the model's own events get ``deployment:
+  "production"``. Shadow events get no label.
+- rollouts (:class:`RolloutSpec`, ``--rollout MODEL:VERSION:START[-END][:CHANGE]``): a
+  share of the model's events, 0 at ``START`` growing linearly to 1 at ``END``, is served
+  by :func:`perturbed_model` as ``VERSION`` (its ``model_version``, prediction and
+  attributions); features, slices and labels stay those of the model as specified.
+
+Labels are the ground truth of the simulated world, drawn from the model as specified:
+a worse shadow or rollout shows as worse accuracy.
+
+>>> plain = SimConfig(rate=100.0, start_ts=0.0)
+>>> rich = replace(plain, slices=True, attributions=True, shadows=(ShadowSpec("eta", "v2"),))
+>>> a, b = Simulator(plain).batch(300), Simulator(rich).batch(300)
+>>> added = ("slices", "attributions", "deployment")
+>>> production = [e for e in b if e.get("deployment") != "shadow"]
+>>> [{k: v for k, v in e.items() if k not in added} for e in production] == a
+True
+>>> twin = next(e for e in b if e.get("deployment") == "shadow")
+>>> twin["model"], twin["model_version"], sorted(twin["slices"])
+('eta', 'v2', ['device', 'region'])
+
 The sinks are thin: :func:`write_jsonl` writes events to a file and :func:`produce`
 publishes them to Kafka with aiokafka, paced in real time or as fast as possible, events
 to the predictions topic and labels to the labels topic.
@@ -78,9 +122,10 @@ import math
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
@@ -92,16 +137,24 @@ from stream.errors import BrokerError, ConfigError
 from stream.files import write_jsonl
 
 __all__ = [
+    "DEFAULT_CHANGE",
     "DRIFT_FORMAT",
     "FAULT_FORMAT",
     "FAULT_KINDS",
     "LABEL_DELAY_DISTRIBUTIONS",
     "NEW_CATEGORY",
+    "PRODUCTION",
+    "ROLLOUT_FORMAT",
+    "SHADOW",
+    "SHADOW_FORMAT",
+    "SLICES",
     "CategoricalFeature",
     "DriftSpec",
     "FaultSpec",
     "ModelSpec",
     "NumericFeature",
+    "RolloutSpec",
+    "ShadowSpec",
     "SimConfig",
     "Simulator",
     "Term",
@@ -111,6 +164,9 @@ __all__ = [
     "encode_messages",
     "parse_drift",
     "parse_fault",
+    "parse_rollout",
+    "parse_shadow",
+    "perturbed_model",
     "produce",
     "simulate_to_file",
     "write_jsonl",
@@ -119,14 +175,18 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+#: Per slice name, each event's value index.
+_Slices = dict[str, IntArray]
 
 Task = Literal["binary", "multiclass", "regression"]
 NumericDist = Literal["normal", "lognormal", "uniform", "poisson", "integer"]
 LabelDelayDist = Literal["exponential", "fixed", "lognormal"]
 FaultKind = Literal["null", "missing", "unit", "new_category", "drop", "spike"]
 
-#: The accepted form of ``--drift``, quoted in every error about it.
-DRIFT_FORMAT: Final = "MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]"
+#: The accepted form of ``--drift``, quoted in every error about it (``@SLICE=VALUE``:
+#: only the events of that slice value drift; needs ``--slices``).
+DRIFT_FORMAT: Final = "MODEL:FEATURE[,FEATURE][@SLICE=VALUE]:AT_SECONDS[:MAGNITUDE]"
+_DRIFT_EXAMPLES: Final = "e.g. fraud:amount,country:60:1.5 or fraud:amount@region=eu:60"
 #: The pseudo-feature name that drifts a model's output instead of an input.
 PREDICTION: Final = "prediction"
 #: The accepted form of ``--fault``, quoted in every error about it.
@@ -138,6 +198,29 @@ NEW_CATEGORY: Final = "__new_category__"
 _FEATURE_FAULTS: Final = ("null", "missing", "unit", "new_category")
 _DEFAULT_FAULT_FACTORS: Final = {"unit": 1000.0, "spike": 5.0, "new_category": 1.0}
 _FAULT_EXAMPLES: Final = "e.g. fraud:null:amount:60-120, eta:unit:distance_km:30, churn:spike:60-90:4"
+
+#: The simulated slices (``SimConfig.slices``, ``--slices``): slice name -> (values, their
+#: probabilities). Every event gets one value of each.
+SLICES: Final[Mapping[str, tuple[tuple[str, ...], tuple[float, ...]]]] = MappingProxyType(
+    {
+        "region": (("eu", "us", "apac", "latam"), (0.4, 0.3, 0.2, 0.1)),
+        "device": (("mobile", "web"), (0.6, 0.4)),
+    }
+)
+_SLICES_TEXT: Final = "; ".join(f"{k} ({', '.join(v[0])})" for k, v in SLICES.items())
+#: The accepted form of ``--shadow``, quoted in every error about it.
+SHADOW_FORMAT: Final = "MODEL:VERSION[:CHANGE]"
+_SHADOW_EXAMPLES: Final = "e.g. fraud:v2 or eta:v2-candidate:1.5"
+#: The accepted form of ``--rollout``, quoted in every error about it.
+ROLLOUT_FORMAT: Final = "MODEL:VERSION:START[-END][:CHANGE]"
+_ROLLOUT_EXAMPLES: Final = "e.g. fraud:v2:60-120 or churn:v2:30:1.0"
+#: How far a shadow or rollout model is from the model it copies, by default
+#: (:func:`perturbed_model`).
+DEFAULT_CHANGE: Final = 0.5
+#: The ``deployment`` of a shadowed model's regular events, and of their shadow copies.
+PRODUCTION: Final = "production"
+SHADOW: Final = "shadow"
+_MAX_VERSION_CHARS: Final = 200  # schemas/prediction.json: model_version
 
 _TASKS: Final = ("binary", "multiclass", "regression")
 _DISTS: Final = ("normal", "lognormal", "uniform", "poisson", "integer")
@@ -519,8 +602,16 @@ class DriftSpec:
     a unit bug would; use ``magnitude=0`` for a pure unit change (or a ``unit``
     :class:`FaultSpec`).
 
+    ``slice``, a ``(slice name, value)`` pair of :data:`SLICES`, restricts the drift to the
+    events of that slice value (the simulator then needs ``SimConfig(slices=True)``);
+    the other events are exactly as without the drift.
+
     >>> DriftSpec("fraud", "amount", at_seconds=60).features
     ('amount',)
+    >>> DriftSpec("fraud", "amount", at_seconds=60, slice=("region", "mars"))
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: drift on 'fraud': slice 'region' has no value 'mars'; its values: eu, us, ...
     >>> DriftSpec("fraud", "amount", at_seconds=60, end_seconds=30)
     Traceback (most recent call last):
     ...
@@ -533,6 +624,7 @@ class DriftSpec:
     magnitude: float = 1.0
     unit_factor: float | None = None
     end_seconds: float | None = None
+    slice: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.features, str):
@@ -556,6 +648,173 @@ class DriftSpec:
                 f"drift on {self.model!r}: end_seconds must be None (until the end) or a number"
                 f" > at_seconds ({self.at_seconds:g}), not {self.end_seconds!r}"
             )
+        if self.slice is not None:
+            object.__setattr__(self, "slice", _check_slice(self.slice, f"drift on {self.model!r}"))
+
+    @property
+    def slice_text(self) -> str:
+        """``" in slice NAME=VALUE"`` for a slice-restricted drift, else ``""``."""
+        return "" if self.slice is None else f" in slice {self.slice[0]}={self.slice[1]}"
+
+
+def _check_slice(value: Any, where: str) -> tuple[str, str]:
+    """``value`` as a ``(slice name, value)`` pair of :data:`SLICES`, or a ConfigError."""
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ConfigError(
+            f"{where}: slice must be a (slice name, value) pair such as ('region', 'eu'),"
+            f" not {value!r}"
+        )
+    key, val = value
+    if key not in SLICES:
+        raise ConfigError(
+            f"{where}: unknown slice {key!r}; the simulated slices are {_SLICES_TEXT}"
+        )
+    values = SLICES[key][0]
+    if val not in values:
+        raise ConfigError(
+            f"{where}: slice {key!r} has no value {val!r}; its values: {', '.join(values)}"
+        )
+    return (key, val)
+
+
+def _check_version(version: Any, where: str) -> None:
+    if not isinstance(version, str) or not 1 <= len(version) <= _MAX_VERSION_CHARS:
+        raise ConfigError(
+            f"{where}: version must be a string of 1 to {_MAX_VERSION_CHARS} characters (the"
+            f" events' model_version), not {version!r}"
+        )
+
+
+def _check_change(change: Any, where: str) -> float:
+    if isinstance(change, bool) or not _finite(change) or change < 0:
+        raise ConfigError(
+            f"{where}: change must be a finite number >= 0 (how far the new model's weights"
+            f" move, in units of the model's typical weight; 0: an identical copy), not"
+            f" {change!r}"
+        )
+    return float(change)
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """A shadow deployment of ``model``: every event of the model is sent again, right
+    after it, as served by the model ``version`` (:func:`perturbed_model` of the model,
+    ``change`` away from it).
+
+    The shadow event has the same ``event_id``, ``ts``, features and slices, its own
+    ``prediction`` (and attributions), ``model_version: version`` and ``deployment:
+    "shadow"``; the regular events of the model get ``deployment: "production"``.
+    Shadow events get no labels (the production event's label is the event's label).
+
+    >>> ShadowSpec("fraud", "v2").change
+    0.5
+    >>> ShadowSpec("fraud", "v2", change=-1)
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: shadow of 'fraud': change must be a finite number >= 0 (how far ...
+    """
+
+    model: str
+    version: str
+    change: float = DEFAULT_CHANGE
+
+    def __post_init__(self) -> None:
+        where = f"shadow of {self.model!r}"
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"{where}: model must be a non-empty name")
+        _check_version(self.version, where)
+        object.__setattr__(self, "change", _check_change(self.change, where))
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """The rollout of version ``version`` of ``model`` (:func:`perturbed_model` of the
+    model, ``change`` away from it), by seconds of simulated time.
+
+    Before ``start_seconds`` the current model serves every event; from then on a share
+    that grows linearly from 0 at ``start_seconds`` to 1 at ``end_seconds`` is served by
+    the new version (``end_seconds=None``: all of them from ``start_seconds``). Which
+    events is drawn per event from a random stream of the rollout's own. An event the
+    new version serves has its ``model_version`` and ``prediction`` (and attributions);
+    its features, slices and label are those of the event the current model would have
+    served.
+
+    >>> r = RolloutSpec("fraud", "v2", start_seconds=60, end_seconds=120)
+    >>> r.share(np.array([0.0, 60.0, 90.0, 120.0, 500.0])).tolist()
+    [0.0, 0.0, 0.5, 1.0, 1.0]
+    >>> RolloutSpec("fraud", "v2", start_seconds=60).share(np.array([59.9, 60.0])).tolist()
+    [0.0, 1.0]
+    """
+
+    model: str
+    version: str
+    start_seconds: float
+    end_seconds: float | None = None
+    change: float = DEFAULT_CHANGE
+
+    def __post_init__(self) -> None:
+        where = f"rollout of {self.model!r}"
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"{where}: model must be a non-empty name")
+        _check_version(self.version, where)
+        if isinstance(self.start_seconds, bool) or not (
+            _finite(self.start_seconds) and self.start_seconds >= 0
+        ):
+            raise ConfigError(
+                f"{where}: start_seconds must be a number >= 0, not {self.start_seconds!r}"
+            )
+        if self.end_seconds is not None and not (
+            _finite(self.end_seconds) and self.end_seconds > self.start_seconds
+        ):
+            raise ConfigError(
+                f"{where}: end_seconds must be None (all events from start_seconds) or a number"
+                f" > start_seconds ({self.start_seconds:g}), not {self.end_seconds!r}"
+            )
+        object.__setattr__(self, "change", _check_change(self.change, where))
+
+    def share(self, elapsed: FloatArray) -> FloatArray:
+        """The share of events the new version serves at ``elapsed`` seconds."""
+        elapsed = np.asarray(elapsed, dtype=np.float64)
+        if self.end_seconds is None:
+            return np.where(elapsed >= self.start_seconds, 1.0, 0.0)
+        ramp = (elapsed - self.start_seconds) / (self.end_seconds - self.start_seconds)
+        return np.asarray(np.clip(ramp, 0.0, 1.0), dtype=np.float64)
+
+
+def perturbed_model(spec: ModelSpec, version: str, change: float, seed: int) -> ModelSpec:
+    """A copy of ``spec`` as version ``version`` whose weights and intercepts moved.
+
+    Each weight and intercept of output ``k`` moves by ``change * s_k * N(0, 1)``, where
+    ``s_k`` is the root mean square of the model's term weights for that output (so
+    ``change`` is in units of the model's typical weight, whatever the scale of its
+    output). The ``N(0, 1)`` draws depend on ``seed``, the model's name and ``version``
+    only: the same version is the same model wherever it appears (a shadow and then a
+    rollout of it), and a larger ``change`` moves it further in the same direction.
+
+    >>> fraud = default_models()[0]
+    >>> v2 = perturbed_model(fraud, "v2", 0.5, seed=7)
+    >>> v2.version, v2 == perturbed_model(fraud, "v2", 0.5, seed=7), v2.terms == fraud.terms
+    ('v2', True, False)
+    >>> perturbed_model(fraud, "v2", 0.0, seed=7) == replace(fraud, version="v2")
+    True
+    """
+    outputs = spec.outputs
+    change = _check_change(change, f"perturbed model {spec.name!r}")
+    rng = np.random.default_rng([seed, _stable_hash(spec.name), _stable_hash(version), 3])
+    weights = np.array([t.weights for t in spec.terms], dtype=np.float64).reshape(-1, outputs)
+    scale = np.sqrt((weights**2).mean(axis=0)) if len(spec.terms) else np.ones(outputs)
+    scale = np.where(scale > 0, scale, 1.0)
+    moved = weights + change * scale * rng.standard_normal(weights.shape)
+    intercepts = np.asarray(spec.intercepts, dtype=np.float64)
+    intercepts = intercepts + change * scale * rng.standard_normal(outputs)
+    terms = tuple(
+        replace(term, weights=tuple(row)) for term, row in zip(spec.terms, moved.tolist(), strict=True)
+    )
+    return replace(spec, version=version, terms=terms, intercepts=tuple(intercepts.tolist()))
 
 
 @dataclass(frozen=True)
@@ -692,6 +951,12 @@ class SimConfig:
     object; N > 1: JSON arrays of up to N). ``faults`` break features or traffic over
     windows of simulated time (:class:`FaultSpec`, and the module docstring).
 
+    ``slices`` tags every event with :data:`SLICES`; ``attributions`` adds each
+    prediction's feature attributions; ``shadows`` (:class:`ShadowSpec`, one per model at
+    most) and ``rollouts`` (:class:`RolloutSpec`, one per model at most) serve a model's
+    events with other versions of it. See the module docstring; each is off by default
+    and then changes nothing.
+
     >>> SimConfig(rate=0)
     Traceback (most recent call last):
     ...
@@ -700,6 +965,10 @@ class SimConfig:
     Traceback (most recent call last):
     ...
     stream.errors.ConfigError: simulator label_delay_distribution must be one of exponential, ..., not 'gamma'
+    >>> SimConfig(drifts=(DriftSpec("fraud", "amount", 60, slice=("region", "eu")),))
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: drift on 'fraud' in slice region=eu needs slices=True (--slices): ...
     """
 
     models: tuple[ModelSpec, ...] = default_models()
@@ -715,11 +984,17 @@ class SimConfig:
     accuracy_drop: float = 0.3
     envelope: int = 1
     faults: tuple[FaultSpec, ...] = ()
+    slices: bool = False
+    attributions: bool = False
+    shadows: tuple[ShadowSpec, ...] = ()
+    rollouts: tuple[RolloutSpec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "drifts", tuple(self.drifts))
         object.__setattr__(self, "faults", tuple(self.faults))
+        object.__setattr__(self, "shadows", tuple(self.shadows))
+        object.__setattr__(self, "rollouts", tuple(self.rollouts))
         names = [m.name for m in self.models]
         if not names or len(set(names)) != len(names):
             raise ConfigError("simulator models must be a non-empty tuple with unique names")
@@ -756,6 +1031,18 @@ class SimConfig:
             if not isinstance(fault, FaultSpec):
                 raise ConfigError(f"simulator faults must be FaultSpec objects, got {fault!r}")
             _check_fault(fault, by_name)
+        for name in ("slices", "attributions"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"simulator {name} must be True or False, got {getattr(self, name)!r}"
+                )
+        for drift in self.drifts:
+            if drift.slice is not None and not self.slices:
+                raise ConfigError(
+                    f"drift on {drift.model!r}{drift.slice_text} needs slices=True (--slices):"
+                    " without slices no event belongs to a slice"
+                )
+        _check_variants(self.shadows, self.rollouts, by_name)
 
 
 def _check_drift(drift: DriftSpec, models: dict[str, ModelSpec]) -> None:
@@ -783,6 +1070,58 @@ def _check_drift(drift: DriftSpec, models: dict[str, ModelSpec]) -> None:
                 f"drift on {spec.name!r}: unit_factor needs a numeric feature; {name!r} is"
                 " categorical"
             )
+
+
+def _check_variant(variant: ShadowSpec | RolloutSpec, models: dict[str, ModelSpec]) -> None:
+    what = "shadow" if isinstance(variant, ShadowSpec) else "rollout"
+    spec = models.get(variant.model)
+    if spec is None:
+        raise ConfigError(
+            f"{what} names unknown model {variant.model!r}; known models: {', '.join(models)}"
+        )
+    if variant.version == spec.version:
+        raise ConfigError(
+            f"{what} of {spec.name!r}: version {variant.version!r} is the version the model"
+            f" already runs; give the new model a version of its own (e.g. {spec.version + '-new'!r})"
+        )
+
+
+def _check_variants(
+    shadows: Sequence[ShadowSpec], rollouts: Sequence[RolloutSpec], models: dict[str, ModelSpec]
+) -> None:
+    """One shadow and one rollout per model at most, each of a known model and a new
+    version, and one version, one model: a shadow and a rollout of the same version must
+    move it by the same ``change``."""
+    for what, kind, specs in (
+        ("shadow", ShadowSpec, shadows),
+        ("rollout", RolloutSpec, rollouts),
+    ):
+        seen: set[str] = set()
+        for variant in specs:
+            if not isinstance(variant, kind):
+                raise ConfigError(
+                    f"simulator {what}s must be {kind.__name__} objects, got {variant!r}"
+                )
+            _check_variant(variant, models)
+            if variant.model in seen:
+                raise ConfigError(
+                    f"simulator {what}s: model {variant.model!r} has more than one {what};"
+                    f" give each model one {what} at most"
+                )
+            seen.add(variant.model)
+    for shadow in shadows:
+        for rollout in rollouts:
+            if (
+                shadow.model == rollout.model
+                and shadow.version == rollout.version
+                and shadow.change != rollout.change
+            ):
+                raise ConfigError(
+                    f"the shadow and the rollout of {shadow.model!r} are both version"
+                    f" {shadow.version!r} but with different changes ({shadow.change:g} and"
+                    f" {rollout.change:g}); one version is one model: use the same change or"
+                    " another version"
+                )
 
 
 def _check_fault(fault: FaultSpec, models: dict[str, ModelSpec]) -> None:
@@ -833,6 +1172,42 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
+def _linear(variant: _Variant, inputs: FloatArray) -> FloatArray:
+    """The linear predictor ``intercepts + sum(weights * input)`` of ``variant`` (summed
+    term by term, in the model's order)."""
+    z = np.tile(variant.intercepts, (inputs.shape[0], 1))
+    for t, weights in enumerate(variant.weights):
+        z += inputs[:, t, None] * weights[None, :]
+    return z
+
+
+def _drift_mask(drift: DriftSpec, elapsed: FloatArray, slices: _Slices | None) -> BoolArray:
+    """The events ``drift`` applies to: in its window and, for a slice-restricted drift,
+    in its slice (none without slices: reference and calibration samples)."""
+    mask = _window(elapsed, drift.at_seconds, drift.end_seconds)
+    if drift.slice is not None:
+        key, value = drift.slice
+        if slices is None:
+            mask[:] = False
+        else:
+            mask &= slices[key] == SLICES[key][0].index(value)
+    return mask
+
+
+def _draw_slices(rng: np.random.Generator, n: int) -> _Slices:
+    """The indexes of ``n`` events' values of each of :data:`SLICES`."""
+    out: _Slices = {}
+    for key, (values, probs) in SLICES.items():
+        cum = np.cumsum(np.asarray(probs, dtype=np.float64))
+        idx = np.searchsorted(cum, rng.random(n), side="right")
+        out[key] = np.minimum(idx, len(values) - 1).astype(np.int64)
+    return out
+
+
+def _rows(slices: _Slices | None, rows: IntArray) -> _Slices | None:
+    return None if slices is None else {k: v[rows] for k, v in slices.items()}
+
+
 class _Absent:
     """The value of a feature a ``missing`` fault leaves out of the event."""
 
@@ -841,6 +1216,16 @@ class _Absent:
 
 
 _ABSENT: Final = _Absent()
+
+
+@dataclass
+class _Variant:
+    """The weights one version of a model predicts with (its terms are the model's)."""
+
+    version: str
+    #: Per term of the model's ``term_plan``, one weight per output.
+    weights: list[FloatArray]
+    intercepts: FloatArray
 
 
 @dataclass
@@ -854,6 +1239,11 @@ class _Model:
     term_plan: list[tuple[int, int | None, FloatArray]]
     intercepts: FloatArray
     categories: list[npt.NDArray[np.object_] | None]
+    #: Per term, the reference value of its input (attributions measure from it): 0 for
+    #: a numeric term (its standardized mean), the category's frequency for a categorical one.
+    term_base: FloatArray = field(default_factory=lambda: np.zeros(0))
+    #: The model as specified (the version that serves events unless a rollout says else).
+    base: _Variant | None = None
     shift_std: float = 0.0
     target: int = 0
     #: Per feature, the faults that break it (``null``, ``missing``, ``unit``, ``new_category``).
@@ -864,6 +1254,14 @@ class _Model:
     omits: bool = False
     #: The fractional events a spike has owed since its last whole one (in [0, 1)).
     traffic_carry: float = 0.0
+    #: The slice streams (regular events, a spike's extra events); None: slices off.
+    slice_rngs: tuple[np.random.Generator, np.random.Generator] | None = None
+    #: The shadow version, when the model has a shadow.
+    shadow: _Variant | None = None
+    #: The rollout, its version and its streams (regular events, extra events).
+    rollout: RolloutSpec | None = None
+    rollout_variant: _Variant | None = None
+    rollout_rngs: tuple[np.random.Generator, np.random.Generator] | None = None
 
 
 @dataclass
@@ -875,6 +1273,11 @@ class _Sample:
     predictions: list[Any]
     truth: FloatArray  # binary: p; regression: value; multiclass: unused
     probs: FloatArray | None = None
+    #: The terms' inputs, one column per term of the model's ``term_plan``.
+    inputs: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: The output each event's attributions explain (the predicted class; else 0).
+    explained: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
 
 
 class Simulator:
@@ -962,11 +1365,18 @@ class Simulator:
                 feature_drifts.append([(d.magnitude * f.std, d, None) for d in mine])
         index = {f.name: i for i, f in enumerate(spec.features)}
         term_plan: list[tuple[int, int | None, FloatArray]] = []
+        term_base: list[float] = []
         for term in spec.terms:
             i = index[term.feature]
             f = spec.features[i]
             cat = f.categories.index(term.category) if isinstance(f, CategoricalFeature) else None
             term_plan.append((i, cat, np.asarray(term.weights, dtype=np.float64)))
+            # The reference input: a numeric term's is 0 (its standardized mean), a
+            # categorical one's the category's frequency, missing values included.
+            reference = 0.0
+            if isinstance(f, CategoricalFeature) and cat is not None:
+                reference = f.probs[cat] * (1.0 - f.missing)
+            term_base.append(reference)
         faults = [x for x in self.config.faults if x.model == spec.name]
         model = _Model(
             spec=spec,
@@ -976,20 +1386,55 @@ class Simulator:
             term_plan=term_plan,
             intercepts=np.asarray(spec.intercepts, dtype=np.float64),
             categories=categories,
+            term_base=np.asarray(term_base, dtype=np.float64),
             feature_faults=[[x for x in faults if x.feature == f.name] for f in spec.features],
             traffic_faults=[x for x in faults if x.kind in ("drop", "spike")],
             omits=any(x.kind == "missing" for x in faults),
         )
+        model.base = self._variant(spec)
+        # Every option below draws from streams of its own, per model, so that it changes
+        # nothing else (and nothing at all when it is off).
+        seed, key = self.config.seed, _stable_hash(spec.name)
+        if self.config.slices:
+            model.slice_rngs = (
+                np.random.default_rng([seed, key, 4]),
+                np.random.default_rng([seed, key, 5]),
+            )
+        for shadow in self.config.shadows:
+            if shadow.model == spec.name:
+                model.shadow = self._variant(
+                    perturbed_model(spec, shadow.version, shadow.change, seed)
+                )
+        for rollout in self.config.rollouts:
+            if rollout.model == spec.name:
+                model.rollout = rollout
+                model.rollout_variant = self._variant(
+                    perturbed_model(spec, rollout.version, rollout.change, seed)
+                )
+                model.rollout_rngs = (
+                    np.random.default_rng([seed, key, 7]),
+                    np.random.default_rng([seed, key, 8]),
+                )
         if model.prediction_drifts:
             self._calibrate(model)
         return model
+
+    @staticmethod
+    def _variant(spec: ModelSpec) -> _Variant:
+        return _Variant(
+            version=spec.version,
+            weights=[np.asarray(t.weights, dtype=np.float64) for t in spec.terms],
+            intercepts=np.asarray(spec.intercepts, dtype=np.float64),
+        )
 
     def _calibrate(self, model: _Model) -> None:
         """The output's natural spread (the unit of prediction drift), from a private
         sample of undrifted events."""
         rng = np.random.default_rng([self.config.seed, _stable_hash(model.spec.name), 2])
         never = np.full(_CALIBRATION_SIZE, -np.inf)
-        _, z = self._features(model, rng, never)
+        _, inputs = self._features(model, rng, never)
+        assert model.base is not None
+        z = _linear(model.base, inputs)
         if model.spec.task == "multiclass":
             model.target = int(np.argmin(_softmax(z).mean(axis=0)))
         model.shift_std = float(z[:, model.target].std())
@@ -997,9 +1442,14 @@ class Simulator:
     # ------------------------------------------------------------------ generation
 
     def _features(
-        self, model: _Model, rng: np.random.Generator, elapsed: FloatArray
+        self,
+        model: _Model,
+        rng: np.random.Generator,
+        elapsed: FloatArray,
+        slices: _Slices | None = None,
     ) -> tuple[list[list[Any]], FloatArray]:
-        """Feature columns (JSON-ready lists) and the linear predictor ``z``."""
+        """Feature columns (JSON-ready lists) and the terms' inputs (one column per term:
+        a numeric feature standardized, 0 when missing; a category's indicator)."""
         n = len(elapsed)
         columns: list[list[Any]] = []
         model_inputs: list[FloatArray | IntArray] = []
@@ -1012,7 +1462,7 @@ class Simulator:
                 u = rng.random(n)
                 idx = np.searchsorted(cum, u, side="right")
                 for _, d, dcum in drifts:
-                    mask = _window(elapsed, d.at_seconds, d.end_seconds)
+                    mask = _drift_mask(d, elapsed, slices)
                     if dcum is not None and mask.any():
                         idx[mask] = np.searchsorted(dcum, u[mask], side="right")
                 idx = np.minimum(idx, len(f.categories) - 1).astype(np.int64)
@@ -1035,7 +1485,7 @@ class Simulator:
             else:
                 x = f.sample(rng, n)
                 for shift, d, _ in drifts:
-                    mask = _window(elapsed, d.at_seconds, d.end_seconds)
+                    mask = _drift_mask(d, elapsed, slices)
                     if mask.any():
                         x[mask] += shift
                         if d.unit_factor is not None:
@@ -1056,15 +1506,14 @@ class Simulator:
                         _blank(fault, elapsed, values, x, np.nan)
                 columns.append(values)
                 model_inputs.append((x - f.mean) / f.std)
-        z = np.tile(model.intercepts, (n, 1))
-        for i, cat, weights in model.term_plan:
+        inputs = np.empty((n, len(model.term_plan)), dtype=np.float64)
+        for t, (i, cat, _) in enumerate(model.term_plan):
             col = model_inputs[i]
             if cat is None:
-                contrib = np.nan_to_num(np.asarray(col, dtype=np.float64), nan=0.0)
+                inputs[:, t] = np.nan_to_num(np.asarray(col, dtype=np.float64), nan=0.0)
             else:
-                contrib = (col == cat).astype(np.float64)
-            z += contrib[:, None] * weights[None, :]
-        return columns, z
+                inputs[:, t] = (col == cat).astype(np.float64)
+        return columns, inputs
 
     def _new_category(
         self, fault: FaultSpec, elapsed: FloatArray, idx: IntArray, values: list[Any], unseen: int
@@ -1081,11 +1530,29 @@ class Simulator:
         for j in hit.tolist():
             values[j] = NEW_CATEGORY
 
-    def _sample(self, model: _Model, rng: np.random.Generator, elapsed: FloatArray) -> _Sample:
-        columns, z = self._features(model, rng, elapsed)
+    def _sample(
+        self,
+        model: _Model,
+        rng: np.random.Generator,
+        elapsed: FloatArray,
+        slices: _Slices | None = None,
+    ) -> _Sample:
+        columns, inputs = self._features(model, rng, elapsed, slices)
+        assert model.base is not None
+        sample = self._predict(model, _linear(model.base, inputs), elapsed, slices)
+        sample.columns = columns
+        sample.inputs = inputs
+        return sample
+
+    def _predict(
+        self, model: _Model, z: FloatArray, elapsed: FloatArray, slices: _Slices | None
+    ) -> _Sample:
+        """The predictions for the linear predictor ``z`` (drifted as configured), in a
+        :class:`_Sample` without columns and inputs."""
         spec = model.spec
+        n = len(elapsed)
         for d in model.prediction_drifts:
-            mask = _window(elapsed, d.at_seconds, d.end_seconds)
+            mask = _drift_mask(d, elapsed, slices)
             if mask.any():
                 z[mask, model.target] += d.magnitude * model.shift_std
         if spec.task == "binary":
@@ -1095,26 +1562,118 @@ class Simulator:
             predictions: list[Any] = [
                 {"label": lab, "score": s} for lab, s in zip(labels, scores.tolist(), strict=True)
             ]
-            return _Sample(columns, predictions, p)
+            return _Sample([], predictions, p, explained=np.zeros(n, dtype=np.int64))
         if spec.task == "multiclass":
             probs = _softmax(z)
             rounded = np.round(probs, 6).tolist()
             classes = spec.classes
-            best = probs.argmax(axis=1).tolist()
+            top = probs.argmax(axis=1).astype(np.int64)
             predictions = [
                 {"label": classes[b], "scores": dict(zip(classes, row, strict=True))}
-                for b, row in zip(best, rounded, strict=True)
+                for b, row in zip(top.tolist(), rounded, strict=True)
             ]
-            return _Sample(columns, predictions, np.zeros(len(elapsed)), probs)
+            return _Sample([], predictions, np.zeros(n), probs, explained=top)
         value = z[:, 0].copy()
         for d in model.prediction_drifts:
             if d.unit_factor is not None:
-                mask = _window(elapsed, d.at_seconds, d.end_seconds)
+                mask = _drift_mask(d, elapsed, slices)
                 value[mask] *= d.unit_factor
         if spec.floor is not None:
             value = np.maximum(value, spec.floor)
         value = np.round(value, 2)
-        return _Sample(columns, value.tolist(), value)
+        return _Sample([], value.tolist(), value, explained=np.zeros(n, dtype=np.int64))
+
+    def _slices(self, model: _Model, stream: int, n: int) -> _Slices | None:
+        """The slice value indexes of ``n`` events (``stream`` 0: regular events, 1: a
+        spike's extra events), or ``None`` when slices are off."""
+        if model.slice_rngs is None:
+            return None
+        return _draw_slices(model.slice_rngs[stream], n)
+
+    def _attributions(
+        self, model: _Model, variant: _Variant, inputs: FloatArray, explained: IntArray
+    ) -> list[dict[str, float]]:
+        """Per event, the exact linear SHAP values of ``variant`` for the output it
+        explains: per term ``weight * (input - reference input)``, summed per feature."""
+        spec = model.spec
+        out = np.zeros((inputs.shape[0], len(spec.features)), dtype=np.float64)
+        for t, (i, _, _) in enumerate(model.term_plan):
+            out[:, i] += variant.weights[t][explained] * (inputs[:, t] - model.term_base[t])
+        names = [f.name for f in spec.features]
+        rounded = np.round(out, 6) + 0.0  # + 0.0: no -0.0
+        return [dict(zip(names, row, strict=True)) for row in rounded.tolist()]
+
+    def _serve(
+        self,
+        model: _Model,
+        sample: _Sample,
+        events: list[dict[str, Any]],
+        elapsed: FloatArray,
+        slices: _Slices | None,
+        stream: int,
+    ) -> list[dict[str, Any]] | None:
+        """Add slices, a rollout's version and attributions to ``events`` (in place), as
+        configured; return the shadow copies of the events, if the model has a shadow."""
+        if slices is not None:
+            names = list(SLICES)
+            values = [np.asarray(SLICES[k][0], dtype=object)[slices[k]].tolist() for k in names]
+            for event, row in zip(events, zip(*values, strict=True), strict=True):
+                event["slices"] = dict(zip(names, row, strict=True))
+        attributions = self.config.attributions
+        assert model.base is not None
+        attrs = (
+            self._attributions(model, model.base, sample.inputs, sample.explained)
+            if attributions
+            else None
+        )
+        if model.rollout is not None:
+            assert model.rollout_rngs is not None and model.rollout_variant is not None
+            u = model.rollout_rngs[stream].random(len(events))
+            rows = np.flatnonzero(u < model.rollout.share(elapsed))
+            if len(rows):
+                new = model.rollout_variant
+                served = self._predict(
+                    model, _linear(new, sample.inputs[rows]), elapsed[rows], _rows(slices, rows)
+                )
+                new_attrs = (
+                    self._attributions(model, new, sample.inputs[rows], served.explained)
+                    if attrs is not None
+                    else None
+                )
+                for j, r in enumerate(rows.tolist()):
+                    events[r]["model_version"] = new.version
+                    events[r]["prediction"] = served.predictions[j]
+                    if attrs is not None and new_attrs is not None:
+                        attrs[r] = new_attrs[j]
+        if attrs is not None:
+            for event, attr in zip(events, attrs, strict=True):
+                event["attributions"] = attr
+        if model.shadow is None:
+            return None
+        shadow = model.shadow
+        for event in events:
+            event["deployment"] = PRODUCTION
+        copy = self._predict(model, _linear(shadow, sample.inputs), elapsed, slices)
+        shadow_attrs = (
+            self._attributions(model, shadow, sample.inputs, copy.explained)
+            if attributions
+            else None
+        )
+        shadows: list[dict[str, Any]] = []
+        for j, event in enumerate(events):
+            twin = {
+                **event,
+                "model_version": shadow.version,
+                "features": dict(event["features"]),
+                "prediction": copy.predictions[j],
+                "deployment": SHADOW,
+            }
+            if slices is not None:
+                twin["slices"] = dict(event["slices"])
+            if shadow_attrs is not None:
+                twin["attributions"] = shadow_attrs[j]
+            shadows.append(twin)
+        return shadows
 
     def _events(
         self,
@@ -1165,7 +1724,9 @@ class Simulator:
 
         ``n`` counts event slots: a ``drop`` fault leaves some empty and a ``spike``
         fault adds events after some (see the module docstring), so the batch then holds
-        fewer or more than ``n`` events; :attr:`slots` counts the slots so far.
+        fewer or more than ``n`` events; :attr:`slots` counts the slots so far. A shadowed
+        model's events are each followed by their shadow copy (a spike's extra events
+        too, each right after its own), which the slots do not count either.
         """
         if n < 0:
             raise ValueError(f"batch size must be >= 0, got {n}")
@@ -1191,16 +1752,24 @@ class Simulator:
             pos = np.flatnonzero(choice == k)
             if len(pos) == 0:
                 continue
-            sample = self._sample(model, self._rng, elapsed[pos])
+            slices = self._slices(model, 0, len(pos))
+            sample = self._sample(model, self._rng, elapsed[pos], slices)
             ids = [f"sim-{seed}-{self._counter + p:010d}" for p in pos.tolist()]
             events = self._events(model, sample, ids, ts[pos].tolist())
+            shadows = self._serve(model, sample, events, elapsed[pos], slices, 0)
             for p, event in zip(pos.tolist(), events, strict=True):
                 out[p] = event
             keep: BoolArray | None = None
+            counts: IntArray | None = None
             if model.traffic_faults:
                 counts = self._traffic_counts(model, elapsed[pos])
                 keep = counts > 0
                 kept[pos] = keep
+            if shadows is not None:
+                for j, (p, twin) in enumerate(zip(pos.tolist(), shadows, strict=True)):
+                    if keep is None or keep[j]:
+                        extras.setdefault(p, []).append(twin)
+            if counts is not None:
                 clamp = None if now is None else float(ts[-1])
                 self._extra_events(model, pos, ts, counts, ids, gap, clamp, extras)
             if self.config.labels:
@@ -1264,11 +1833,16 @@ class Simulator:
             extra_ts = np.minimum(extra_ts, clamp)
         extra_ts = np.round(extra_ts, 6)
         elapsed = extra_ts - self.start_ts
-        sample = self._sample(model, self._extra_rng, elapsed)
+        slices = self._slices(model, 1, len(elapsed))
+        sample = self._sample(model, self._extra_rng, elapsed, slices)
         extra_ids = [f"{ids[j]}-{m}" for j, m in zip(slot.tolist(), nth.tolist(), strict=True)]
         events = self._events(model, sample, extra_ids, extra_ts.tolist())
-        for p, event in zip(pos[slot].tolist(), events, strict=True):
-            extras.setdefault(p, []).append(event)
+        shadows = self._serve(model, sample, events, elapsed, slices, 1)
+        for j, (p, event) in enumerate(zip(pos[slot].tolist(), events, strict=True)):
+            after = extras.setdefault(p, [])
+            after.append(event)
+            if shadows is not None:
+                after.append(shadows[j])
         if self.config.labels:
             self._schedule_labels(
                 model,
@@ -1295,7 +1869,9 @@ class Simulator:
 
         They come from their own random stream (the same for every call) and do not
         advance :meth:`batch`; their timestamps lie just before ``start_ts``, at the
-        model's share of the rate.
+        model's share of the rate. They are served by the model as specified (no rollout,
+        no shadow, no ``deployment``), with slices (from a stream of their own) and
+        attributions when those are on.
         """
         found = [m for m in self._models if m.spec.name == model]
         if not found:
@@ -1307,9 +1883,18 @@ class Simulator:
         rng = np.random.default_rng([self.config.seed, _stable_hash(model), 1])
         share = self.config.rate * m.spec.weight / sum(x.weight for x in self.config.models)
         ts = np.maximum(self.start_ts - (n - np.arange(n, dtype=np.float64)) / share, 0.0)
-        sample = self._sample(m, rng, np.full(n, -np.inf))
+        never = np.full(n, -np.inf)
+        slices = (
+            _draw_slices(np.random.default_rng([self.config.seed, _stable_hash(model), 6]), n)
+            if self.config.slices
+            else None
+        )
+        sample = self._sample(m, rng, never, slices)
         ids = [f"ref-{model}-{self.config.seed}-{i:09d}" for i in range(n)]
-        return self._events(m, sample, ids, np.round(ts, 6).tolist())
+        events = self._events(m, sample, ids, np.round(ts, 6).tolist())
+        reference = replace(m, rollout=None, shadow=None)
+        self._serve(reference, sample, events, never, slices, 0)
+        return events
 
     # ------------------------------------------------------------------ labels
 
@@ -1569,7 +2154,9 @@ async def produce(
     time; all labels are sent at the end). With neither ``duration_seconds`` nor
     ``max_events`` it runs until cancelled. The pacing and ``max_events`` count event
     slots (:attr:`Simulator.slots`), so a ``drop`` or ``spike`` fault changes the events
-    sent (``"events"``) but neither the other models' traffic nor the time covered.
+    sent (``"events"``) but neither the other models' traffic nor the time covered;
+    shadow copies (:class:`ShadowSpec`) are sent on top, keyed by their model like its
+    other events, so they follow their production event within its partition.
     ``on_progress`` gets the counts about once a second and at the end.
     ``producer_factory(bootstrap)`` replaces the aiokafka producer (for tests).
     """
@@ -1661,8 +2248,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar=DRIFT_FORMAT,
-        help="inject drift (repeatable), e.g. fraud:amount,country:60:1.5; FEATURE may be"
-        " 'prediction'",
+        help="inject drift from AT_SECONDS simulated seconds on, of MAGNITUDE standard"
+        " deviations (default 1; repeatable); FEATURE may be 'prediction'. With @SLICE=VALUE"
+        " (needs --slices) only the events of that slice value drift. "
+        + _DRIFT_EXAMPLES,
     )
     parser.add_argument(
         "--fault",
@@ -1675,6 +2264,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f" FEATURE is {NEW_CATEGORY!r} in a share FACTOR of the events, default 1), drop (no"
         " events of MODEL) or spike (MODEL's rate x FACTOR, default 5); drop and spike take no"
         f" FEATURE. {_FAULT_EXAMPLES}",
+    )
+    parser.add_argument(
+        "--slices",
+        action="store_true",
+        help="tag every event with slices: region (eu 40%%, us 30%%, apac 20%%, latam 10%%) and"
+        " device (mobile 60%%, web 40%%), drawn per model from a random stream of their own",
+    )
+    parser.add_argument(
+        "--attributions",
+        action="store_true",
+        help="add each prediction's feature attributions (exact linear SHAP values of the"
+        " model that served it: weight x (input - reference mean) per term, in log-odds for"
+        " fraud, in the predicted class's logit for churn, in minutes for eta)",
+    )
+    parser.add_argument(
+        "--shadow",
+        action="append",
+        default=[],
+        metavar=SHADOW_FORMAT,
+        help="shadow MODEL with version VERSION (repeatable, one per model): every event of"
+        " MODEL is sent again right after it, same event_id, ts, features and slices, with"
+        " deployment 'shadow', model_version VERSION and the prediction of a copy of the model"
+        " whose weights moved by CHANGE (default 0.5) typical weights; MODEL's own events get"
+        " deployment 'production'; labels only for the production events. "
+        + _SHADOW_EXAMPLES,
+    )
+    parser.add_argument(
+        "--rollout",
+        action="append",
+        default=[],
+        metavar=ROLLOUT_FORMAT,
+        help="roll out version VERSION of MODEL (repeatable, one per model): from START"
+        " simulated seconds a share of MODEL's events growing linearly to all of them at END"
+        " (no END: all of them from START) is served by a copy of the model whose weights moved"
+        " by CHANGE (default 0.5) typical weights, with model_version VERSION. "
+        + _ROLLOUT_EXAMPLES,
     )
     parser.add_argument("--labels", action="store_true", help="also publish delayed labels")
     parser.add_argument(
@@ -1724,23 +2349,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSpec:
-    """Parse one ``--drift`` value, ``MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]``.
+def parse_drift(
+    text: str, models: Sequence[ModelSpec] | None = None, *, slices: bool | None = None
+) -> DriftSpec:
+    """Parse one ``--drift`` value, ``MODEL:FEATURE[,FEATURE][@SLICE=VALUE]:AT_SECONDS[:MAGNITUDE]``.
+
+    ``@SLICE=VALUE`` restricts the drift (of every listed feature) to the events whose
+    slice ``SLICE`` is ``VALUE`` (:data:`SLICES`); ``slices=False`` (no ``--slices``)
+    rejects it, ``None`` does not check.
 
     >>> d = parse_drift("fraud:amount,country:60:1.5")
-    >>> d.model, d.features, d.at_seconds, d.magnitude
-    ('fraud', ('amount', 'country'), 60.0, 1.5)
+    >>> d.model, d.features, d.at_seconds, d.magnitude, d.slice
+    ('fraud', ('amount', 'country'), 60.0, 1.5, None)
+    >>> parse_drift("fraud:amount@region=eu:60").slice
+    ('region', 'eu')
     >>> parse_drift("fraud:amount")
     Traceback (most recent call last):
     ...
     stream.errors.ConfigError: --drift 'fraud:amount': expected 3 or 4 ':'-separated parts, ...
+    >>> parse_drift("fraud:amount@region=eu:60", slices=False)
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --drift 'fraud:amount@region=eu:60': a drift restricted ... needs --slices ...
     """
 
     def fail(problem: str) -> ConfigError:
-        return ConfigError(
-            f"--drift {text!r}: {problem}; expected {DRIFT_FORMAT},"
-            " e.g. fraud:amount,country:60:1.5"
-        )
+        return ConfigError(f"--drift {text!r}: {problem}; expected {DRIFT_FORMAT}, {_DRIFT_EXAMPLES}")
 
     parts = str(text).split(":")
     if len(parts) not in (3, 4):
@@ -1748,9 +2382,24 @@ def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSp
     model = parts[0].strip()
     if not model:
         raise fail("MODEL is empty")
-    features = tuple(f.strip() for f in parts[1].split(","))
+    names, at, where = parts[1].partition("@")
+    features = tuple(f.strip() for f in names.split(","))
     if not all(features):
         raise fail("FEATURE is empty")
+    slice_: tuple[str, str] | None = None
+    if at:
+        key, eq, slice_value = (x.strip() for x in where.partition("="))
+        if not eq or not key or not slice_value or "@" in slice_value:
+            raise fail(
+                f"{'@' + where!r} must be @SLICE=VALUE, one slice and one of its values, e.g."
+                " @region=eu; the simulated slices are " + _SLICES_TEXT
+            )
+        if slices is False:
+            raise fail(
+                f"a drift restricted to slice {key}={slice_value} needs --slices (without it"
+                " events carry no slices); add --slices or drop the @SLICE=VALUE"
+            )
+        slice_ = (key, slice_value)
     numbers: list[float] = []
     for name, raw in zip(("AT_SECONDS", "MAGNITUDE"), parts[2:], strict=False):
         try:
@@ -1762,13 +2411,120 @@ def parse_drift(text: str, models: Sequence[ModelSpec] | None = None) -> DriftSp
         numbers.append(value)
     if numbers[0] < 0:
         raise fail("AT_SECONDS must be >= 0")
-    drift = DriftSpec(model, features, numbers[0], numbers[1] if len(numbers) > 1 else 1.0)
     specs = {m.name: m for m in (default_models() if models is None else models)}
     try:
+        drift = DriftSpec(
+            model, features, numbers[0], numbers[1] if len(numbers) > 1 else 1.0, slice=slice_
+        )
         _check_drift(drift, specs)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     return drift
+
+
+def _number(raw: str, name: str, fail: Callable[[str], ConfigError]) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise fail(f"{name} {raw.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise fail(f"{name} must be finite")
+    return value
+
+
+def _version(raw: str, fail: Callable[[str], ConfigError]) -> str:
+    if not raw:
+        raise fail("VERSION is empty")
+    if len(raw) > _MAX_VERSION_CHARS:
+        raise fail(f"VERSION is {len(raw)} characters long; at most {_MAX_VERSION_CHARS}")
+    return raw
+
+
+def parse_shadow(text: str, models: Sequence[ModelSpec] | None = None) -> ShadowSpec:
+    """Parse one ``--shadow`` value, ``MODEL:VERSION[:CHANGE]`` (:class:`ShadowSpec`).
+
+    >>> parse_shadow("fraud:v2")
+    ShadowSpec(model='fraud', version='v2', change=0.5)
+    >>> parse_shadow("eta:v2:1.5").change
+    1.5
+    >>> parse_shadow("fraud:v1")
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --shadow 'fraud:v1': shadow of 'fraud': version 'v1' is the version ...
+    """
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"--shadow {text!r}: {problem}; expected {SHADOW_FORMAT}, {_SHADOW_EXAMPLES}")
+
+    parts = [part.strip() for part in str(text).split(":")]
+    if len(parts) not in (2, 3):
+        raise fail(f"expected 2 or 3 ':'-separated parts, got {len(parts)}")
+    model = parts[0]
+    if not model:
+        raise fail("MODEL is empty")
+    version = _version(parts[1], fail)
+    change = _number(parts[2], "CHANGE", fail) if len(parts) == 3 else DEFAULT_CHANGE
+    if change < 0:
+        raise fail("CHANGE must be >= 0 (0: an identical copy of the model)")
+    specs = {m.name: m for m in (default_models() if models is None else models)}
+    try:
+        shadow = ShadowSpec(model, version, change)
+        _check_variant(shadow, specs)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return shadow
+
+
+def parse_rollout(text: str, models: Sequence[ModelSpec] | None = None) -> RolloutSpec:
+    """Parse one ``--rollout`` value, ``MODEL:VERSION:START[-END][:CHANGE]``
+    (:class:`RolloutSpec`; ``START`` and ``END`` in seconds of simulated time).
+
+    >>> parse_rollout("fraud:v2:60-120")  # doctest: +NORMALIZE_WHITESPACE
+    RolloutSpec(model='fraud', version='v2', start_seconds=60.0, end_seconds=120.0,
+                change=0.5)
+    >>> r = parse_rollout("churn:v2:30:1")
+    >>> r.start_seconds, r.end_seconds, r.change
+    (30.0, None, 1.0)
+    >>> parse_rollout("fraud:v2:120-60")
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --rollout 'fraud:v2:120-60': END must be > START, got '120-60'; ...
+    """
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(
+            f"--rollout {text!r}: {problem}; expected {ROLLOUT_FORMAT}, {_ROLLOUT_EXAMPLES}"
+        )
+
+    parts = [part.strip() for part in str(text).split(":")]
+    if len(parts) not in (3, 4):
+        raise fail(f"expected 3 or 4 ':'-separated parts, got {len(parts)}")
+    model = parts[0]
+    if not model:
+        raise fail("MODEL is empty")
+    version = _version(parts[1], fail)
+    window = parts[2]
+    if not window:
+        raise fail("START is empty")
+    split = _WINDOW_SPLIT.match(window)
+    if split is None or _is_number(window):
+        start, end = _number(window, "START", fail), None
+    else:
+        start, end = _number(split[1], "START", fail), _number(split[2], "END", fail)
+    if start < 0:
+        raise fail("START must be >= 0")
+    if end is not None and end <= start:
+        raise fail(f"END must be > START, got {window!r}")
+    change = _number(parts[3], "CHANGE", fail) if len(parts) == 4 else DEFAULT_CHANGE
+    if change < 0:
+        raise fail("CHANGE must be >= 0 (0: an identical copy of the model)")
+    specs = {m.name: m for m in (default_models() if models is None else models)}
+    try:
+        rollout = RolloutSpec(model, version, start, end, change)
+        _check_variant(rollout, specs)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return rollout
 
 
 def parse_fault(text: str, models: Sequence[ModelSpec] | None = None) -> FaultSpec:
@@ -1872,6 +2628,19 @@ def _is_window(text: str) -> bool:
     )
 
 
+def _one_per_model(
+    option: str, texts: Sequence[str], specs: Sequence[ShadowSpec | RolloutSpec]
+) -> None:
+    by_model: dict[str, str] = {}
+    for raw, variant in zip(texts, specs, strict=True):
+        if variant.model in by_model:
+            raise ConfigError(
+                f"{option} {by_model[variant.model]!r} and {option} {raw!r} both name model"
+                f" {variant.model!r}; give each model one {option} at most"
+            )
+        by_model[variant.model] = raw
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The :class:`SimConfig` the ``simulate`` options describe.
 
@@ -1941,8 +2710,26 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         n_ref = opt("reference_events", 5000)
         if not isinstance(n_ref, int) or n_ref < 1:
             raise ConfigError(f"--reference-events must be an integer >= 1, got {n_ref!r}")
-    drifts = tuple(parse_drift(text, models) for text in opt("drift", []) or [])
+    slices = bool(opt("slices", False))
+    drifts = tuple(parse_drift(text, models, slices=slices) for text in opt("drift", []) or [])
     faults = tuple(parse_fault(text, models) for text in opt("fault", []) or [])
+    shadow_texts = list(opt("shadow", []) or [])
+    rollout_texts = list(opt("rollout", []) or [])
+    shadows = tuple(parse_shadow(text, models) for text in shadow_texts)
+    rollouts = tuple(parse_rollout(text, models) for text in rollout_texts)
+    _one_per_model("--shadow", shadow_texts, shadows)
+    _one_per_model("--rollout", rollout_texts, rollouts)
+    for raw_s, shadow in zip(shadow_texts, shadows, strict=True):
+        for raw_r, rollout in zip(rollout_texts, rollouts, strict=True):
+            if (shadow.model, shadow.version) == (rollout.model, rollout.version) and (
+                shadow.change != rollout.change
+            ):
+                raise ConfigError(
+                    f"--shadow {raw_s!r} and --rollout {raw_r!r} name the same version"
+                    f" {shadow.version!r} of {shadow.model!r} with different CHANGE"
+                    f" ({shadow.change:g} and {rollout.change:g}); one version is one model:"
+                    " give both the same CHANGE, or the rollout another VERSION"
+                )
     return SimConfig(
         models=models,
         rate=float(rate),
@@ -1956,4 +2743,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         accuracy_drop=float(drop),
         envelope=envelope,
         faults=faults,
+        slices=slices,
+        attributions=bool(opt("attributions", False)),
+        shadows=shadows,
+        rollouts=rollouts,
     )

@@ -19,6 +19,7 @@ from stream.core.events import decode_message, normalize_event, normalize_label
 from stream.errors import ConfigError
 from stream.kafka.ingest import Record, route
 from stream.simulate import (
+    DRIFT_FORMAT,
     LABEL_DELAY_DISTRIBUTIONS,
     DriftSpec,
     NumericFeature,
@@ -624,7 +625,8 @@ def test_bad_drift_strings_are_rejected(text: str, problem: str) -> None:
         config_from_args(parse("--drift", text))
     message = str(info.value)
     assert message.startswith(f"--drift {text!r}") and problem in message
-    assert "MODEL:FEATURE[,FEATURE]:AT_SECONDS[:MAGNITUDE]" in message
+    assert DRIFT_FORMAT in message
+    assert "MODEL:FEATURE[,FEATURE][@SLICE=VALUE]:AT_SECONDS[:MAGNITUDE]" in message
     with pytest.raises(ConfigError):
         parse_drift(text)
 
