@@ -39,9 +39,17 @@ def format_alert(alert: dict[str, Any]) -> str:
     ...     "message": "PSI of feature 'amount' is 0.310"}))
     1970-01-01T00:00:00Z FIRING   critical feature_drift  fraud v1 amount [psi 0.31 >= 0.25]
     PSI of feature 'amount' is 0.310
+    >>> print(format_alert({"ts": 0, "status": "resolved", "severity": "warning",
+    ...     "kind": "feature_drift", "model": "fraud", "model_version": None,
+    ...     "slice": {"key": "region", "value": "eu"}, "feature": "amount",
+    ...     "detector": "adwin", "value": None, "threshold": None, "message": "..."}))
+    1970-01-01T00:00:00Z RESOLVED warning  feature_drift  fraud region=eu amount [adwin]
+    ...
     """
     when = datetime.fromtimestamp(alert["ts"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sl = alert.get("slice")
     where = " ".join(str(p) for p in (alert.get("model"), alert.get("model_version"),
+                                       f"{sl['key']}={sl['value']}" if sl else None,
                                        alert.get("feature")) if p)
     value = alert.get("value")
     det = alert["detector"]
