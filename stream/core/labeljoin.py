@@ -9,7 +9,8 @@ seen, predictions and labels alike, or a ``now`` handed to :meth:`LabelJoin.adva
 never goes backwards and the wall clock is never read, so ``replay`` and the live path
 give the same results. Events are processed one at a time in the order given, and the
 watermark moves at the exact event that carries it, so the results do not depend on how a
-stream is cut into batches either.
+stream is cut into batches either. (Runs of events with new ids are taken in bulk, with
+numpy and C-level dict operations, whenever that gives exactly the same results.)
 
 **Predictions** wait in the *pending* store for their label, for at most ``ttl_seconds``:
 a pending prediction *expires* as soon as ``watermark - ts > ttl_seconds``, whatever the
@@ -86,9 +87,12 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
+from itertools import compress, repeat
+from operator import itemgetter
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -146,30 +150,31 @@ class Joined:
         return len(self.event_id)
 
 
-class _Prediction(NamedTuple):
-    ts: float
-    seq: int
-    model_version: str | None
-    y_pred: Label | None
-    score: float | None
-    value: float | None
+# The stored records are plain tuples, not NamedTuples: the garbage collector stops tracking
+# a plain tuple of atoms (numbers, strings, None) the first time it sees it, while it keeps
+# traversing NamedTuple instances, 100k of them a store, in every full collection.
 
+#: A pending prediction: ``(ts, seq, model_version, y_pred, score, value)``.
+_Prediction: TypeAlias = tuple[float, int, str | None, Label | None, float | None, float | None]
+#: An early label: ``(ts, seq, label)``.
+_EarlyLabel: TypeAlias = tuple[float, int, Label]
 
-class _EarlyLabel(NamedTuple):
-    ts: float
-    seq: int
-    label: Label
+# fields of the records, and C-level getters of them for the batch paths
+_TS: Final = 0
+_SEQ: Final = 1
+_MODEL_VERSION: Final = 2
+_Y_PRED: Final = 3
+_SCORE: Final = 4
+_VALUE: Final = 5
+_LABEL: Final = 2  # of an early label
+_get_ts: Final = itemgetter(_TS)
+_get_seq: Final = itemgetter(_SEQ)
+_get_model_version: Final = itemgetter(_MODEL_VERSION)
+_get_y_pred: Final = itemgetter(_Y_PRED)
+_get_score: Final = itemgetter(_SCORE)
+_get_value: Final = itemgetter(_VALUE)
 
-
-class _Stamped(Protocol):
-    @property
-    def ts(self) -> float: ...
-
-    @property
-    def seq(self) -> int: ...
-
-
-R = TypeVar("R", bound=_Stamped)
+R = TypeVar("R", _Prediction, _EarlyLabel)
 
 
 class _Store(Generic[R]):
@@ -205,7 +210,53 @@ class _Store(Generic[R]):
         self.open_fill += 1
         self.where[event_id] = self.open_id
         self._dirty.add(self.open_id)
-        heapq.heappush(self._heap, (rec.ts, rec.seq, event_id))
+        heapq.heappush(self._heap, (rec[_TS], rec[_SEQ], event_id))
+
+    def add_many(self, event_ids: list[str], recs: list[R],
+                 alloc: Callable[[], int] | None = None) -> None:
+        """:meth:`add` of each entry in turn (``alloc``: where new chunk ids come from)."""
+        m, k = len(event_ids), 0
+        alloc = alloc or self._alloc
+        while k < m:
+            if self.open_id is None or self.open_fill >= self.chunk_size:
+                self.open_id = alloc()
+                self.open_fill = 0
+                self.chunks[self.open_id] = {}
+            take = min(self.chunk_size - self.open_fill, m - k)
+            part = event_ids[k:k + take]
+            self.chunks[self.open_id].update(zip(part, recs[k:k + take], strict=True))
+            self.where.update(dict.fromkeys(part, self.open_id))
+            self.open_fill += take
+            self._dirty.add(self.open_id)
+            k += take
+        rows: list[Any] = recs  # tuples: (ts, seq, ...)
+        deque(map(heapq.heappush, repeat(self._heap),
+                  zip(map(_get_ts, rows), map(_get_seq, rows), event_ids, strict=True)), maxlen=0)
+
+    def remove_many(self, event_ids: list[str]) -> None:
+        """:meth:`remove` of each entry (all stored) in turn, in a store no entry is added to
+        meanwhile."""
+        cids = list(map(self.where.pop, event_ids))
+        deque(map(dict.pop, map(self.chunks.__getitem__, cids), event_ids), maxlen=0)
+        touched = set(cids)
+        self._dirty.update(touched)
+        for cid in touched:
+            if not self.chunks[cid]:
+                del self.chunks[cid]
+                if cid == self.open_id:
+                    self.open_id, self.open_fill = None, 0
+        if len(self._heap) > 2 * len(self.where) + 64:
+            self.rebuild_heap()
+
+    def empties_open_chunk(self, watermark: float, limit: float) -> bool:
+        """Whether expiring at ``watermark`` would remove every entry of the open chunk."""
+        if self.open_id is None:
+            return False
+        oldest = self.oldest_ts()
+        if oldest is None or not watermark - oldest > limit:
+            return False
+        rows: Iterable[Any] = self.chunks[self.open_id].values()  # tuples: (ts, seq, ...)
+        return bool(watermark - max(map(_get_ts, rows)) > limit)
 
     def remove(self, event_id: str) -> R:
         cid = self.where.pop(event_id)
@@ -222,7 +273,7 @@ class _Store(Generic[R]):
 
     def _live(self, seq: int, event_id: str) -> bool:
         cid = self.where.get(event_id)
-        return cid is not None and self.chunks[cid][event_id].seq == seq
+        return cid is not None and self.chunks[cid][event_id][_SEQ] == seq
 
     def oldest_ts(self) -> float | None:
         """The ``ts`` of the next entry to expire (``None`` when empty)."""
@@ -243,7 +294,7 @@ class _Store(Generic[R]):
                 return
 
     def rebuild_heap(self) -> None:
-        self._heap = [(r.ts, r.seq, e) for c in self.chunks.values() for e, r in c.items()]
+        self._heap = [(r[_TS], r[_SEQ], e) for c in self.chunks.values() for e, r in c.items()]
         heapq.heapify(self._heap)
 
     def load(self, cid: int, items: list[tuple[str, R]]) -> None:
@@ -286,6 +337,38 @@ class _IdLog:
         self.chunks[self.last_id].append(event_id)
         self.ids.add(event_id)
         self._dirty.add(self.last_id)
+
+    def extend(self, event_ids: list[str], new_ids: list[int]) -> None:
+        """:meth:`append` of each id in turn; ``new_ids``: the ids of the chunks to open."""
+        m, k = len(event_ids), 0
+        fresh = iter(new_ids)
+        while k < m:
+            if self.last_id is None or len(self.chunks[self.last_id]) >= self.chunk_size:
+                self.last_id = next(fresh)
+                self.chunks[self.last_id] = []
+            chunk = self.chunks[self.last_id]
+            take = min(self.chunk_size - len(chunk), m - k)
+            chunk.extend(event_ids[k:k + take])
+            self._dirty.add(self.last_id)
+            k += take
+        self.ids.update(event_ids)
+
+    def forget_to(self, limit: int) -> None:
+        """:meth:`forget_oldest` until at most ``limit`` ids are remembered."""
+        excess = len(self.ids) - limit
+        while excess > 0:
+            cid = next(iter(self.chunks))
+            ids = self.chunks[cid]
+            take = min(excess, len(ids) - self.skip)
+            self.ids.difference_update(ids[self.skip:self.skip + take])
+            self.skip += take
+            excess -= take
+            if self.skip == len(ids):
+                del self.chunks[cid]
+                self.skip = 0
+                self._dirty.add(cid)
+                if cid == self.last_id:
+                    self.last_id = None
 
     def forget_oldest(self) -> None:
         cid = next(iter(self.chunks))
@@ -425,32 +508,21 @@ class LabelJoin:
         if model_version is None or isinstance(model_version, str):
             versions: list[Any] = [model_version] * n
         else:
-            versions = [_version(v) for v in _as_list(model_version, n, "model_version")]
-        preds = [None] * n if y_pred is None else [_opt_label(v) for v in _as_list(y_pred, n, "y_pred")]
-        scores = [None] * n if score is None else [_number(v) for v in _as_list(score, n, "score")]
-        values = [None] * n if value is None else [_number(v) for v in _as_list(value, n, "value")]
+            versions = _versions(_as_list(model_version, n, "model_version"))
+        preds = [None] * n if y_pred is None else _opt_labels(_as_list(y_pred, n, "y_pred"))
+        scores = [None] * n if score is None else _numbers(_as_list(score, n, "score"))
+        values = [None] * n if value is None else _numbers(_as_list(value, n, "value"))
 
-        c = self._counts
-        pending, early, joined = self._pending, self._early, self._joined
-        ttl = self.ttl_seconds
+        cols = (ids, times, versions, preds, scores, values)
         pairs: list[tuple[Any, ...]] = []
-        for eid, t, mv, yp, sc, va in zip(ids, times, versions, preds, scores, values, strict=True):
-            c["predictions"] += 1
-            wm = self._see(t)
-            if eid in pending or eid in joined:
-                c["duplicate_predictions"] += 1
-            elif wm - t > ttl:
-                c["expired_predictions"] += 1
-            elif eid in early:
-                lab = early.remove(eid)
-                pairs.append((eid, mv, lab.label, yp, sc, va, t, lab.ts))
-                self._remember(eid)
-            else:
-                self._seq += 1
-                pending.add(eid, _Prediction(t, self._seq, mv, yp, sc, va))
-                if len(pending) > self.max_pending:
-                    pending.pop_oldest()
-                    c["evicted_predictions"] += 1
+        if n < self._fast_min_run:
+            self._predictions_slow(cols, 0, n, pairs)
+            return _joined(pairs)
+        t, w = self._clock(times)
+        for a, b, fast in self._runs(ids, (self._pending.where.keys(), self._early.where.keys(),
+                                           self._joined.ids)):
+            if not (fast and self._predictions_fast(cols, t, w, a, b)):
+                self._predictions_slow(cols, a, b, pairs)
         return _joined(pairs)
 
     def add_labels(self, event_ids: Column, labels: Column, ts: Column) -> Joined:
@@ -467,29 +539,17 @@ class LabelJoin:
         ids = _ids(event_ids)
         n = len(ids)
         times = _times(ts, n)
-        labs = [_label(v) for v in _as_list(labels, n, "labels")]
+        labs = _labels(_as_list(labels, n, "labels"))
 
-        c = self._counts
-        pending, early, joined = self._pending, self._early, self._joined
-        grace = self.grace_seconds
+        cols = (ids, labs, times)
         pairs: list[tuple[Any, ...]] = []
-        for eid, lab, t in zip(ids, labs, times, strict=True):
-            c["labels"] += 1
-            wm = self._see(t)
-            if eid in joined or eid in early:
-                c["duplicate_labels"] += 1
-            elif eid in pending:
-                p = pending.remove(eid)
-                pairs.append((eid, p.model_version, lab, p.y_pred, p.score, p.value, p.ts, t))
-                self._remember(eid)
-            elif wm - t > grace:
-                c["labels_without_prediction"] += 1
-            else:
-                self._seq += 1
-                early.add(eid, _EarlyLabel(t, self._seq, lab))
-                if len(early) > self.max_early_labels:
-                    early.pop_oldest()
-                    c["evicted_labels"] += 1
+        if n < self._fast_min_run:
+            self._labels_slow(cols, 0, n, pairs)
+            return _joined(pairs)
+        t, w = self._clock(times)
+        for a, b, fast in self._runs(ids, (self._early.where.keys(), self._joined.ids)):
+            if not (fast and self._labels_fast(cols, t, w, a, b, pairs)):
+                self._labels_slow(cols, a, b, pairs)
         return _joined(pairs)
 
     def advance(self, now: float) -> None:
@@ -526,6 +586,220 @@ class LabelJoin:
         self._joined.append(event_id)
         while len(self._joined) > self.max_joined_ids:
             self._joined.forget_oldest()
+
+    # -- batch processing -------------------------------------------------------------
+    #
+    # A batch is cut into runs. A *simple* event has an id that occurs for the first time
+    # in the batch and is not in the stores it is checked against at the start of the
+    # batch (predictions: pending, early labels, joined ids; labels: early labels, joined
+    # ids): events before it in the batch can only add their own ids to those stores, so
+    # its fate depends on the clock alone. A run of at least ``_fast_min_run`` simple
+    # events goes through the fast path (a few numpy and C-level dict operations), unless
+    # one of a few rare conditions under which the order of events within the run would
+    # matter holds (an eviction, an entry added in the run expiring in it, the open chunk
+    # of a store being emptied by expiry while entries are added to it); every other event
+    # goes through the per-event loop, the reference semantics. The event-time clock
+    # before each event is the running maximum of the batch's ``ts`` whichever way.
+
+    #: The shortest run of simple events the fast path takes (shorter ones: the loop).
+    _fast_min_run = 16
+
+    def _clock(self, times: list[float]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The batch's ``ts`` and the watermark after each event, as arrays."""
+        t = np.array(times, dtype=np.float64)
+        w = np.maximum.accumulate(t)
+        if self._watermark is not None:
+            np.maximum(w, self._watermark, out=w)
+        return t, w
+
+    def _runs(self, ids: list[str], known: Iterable[Any]) -> list[tuple[int, int, bool]]:
+        """``ids`` cut into ranges ``[a, b)``: runs for the fast path (``True``) and the rest.
+        ``known``: the stores (key views or sets) whose ids make an event not simple."""
+        n = len(ids)
+        first = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))  # id -> first position
+        keys = first.keys()
+        hits: set[str] = set()
+        for store in known:
+            hits |= keys & store
+        if len(first) == n and not hits:
+            return [(0, n, True)]
+        simple = np.zeros(n + 2, dtype=np.int8)
+        simple[np.fromiter(first.values(), dtype=np.intp, count=len(first)) + 1] = 1
+        if hits:
+            simple[[first[e] + 1 for e in hits]] = 0
+        edges = np.flatnonzero(np.diff(simple)).tolist()  # run starts and ends, alternately
+        out: list[tuple[int, int, bool]] = []
+        pos = 0
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if b - a >= self._fast_min_run:
+                if a > pos:
+                    out.append((pos, a, False))
+                out.append((a, b, True))
+                pos = b
+        if pos < n:
+            out.append((pos, n, False))
+        return out
+
+    def _predictions_slow(self, cols: tuple[list[Any], ...], a: int, b: int,
+                          pairs: list[tuple[Any, ...]]) -> None:
+        """Predictions ``[a, b)`` of a batch, one at a time (the reference semantics)."""
+        c = self._counts
+        pending, early, joined = self._pending, self._early, self._joined
+        ttl = self.ttl_seconds
+        for eid, t, mv, yp, sc, va in zip(*(col[a:b] for col in cols), strict=True):
+            c["predictions"] += 1
+            wm = self._see(t)
+            if eid in pending or eid in joined:
+                c["duplicate_predictions"] += 1
+            elif wm - t > ttl:
+                c["expired_predictions"] += 1
+            elif eid in early:
+                lab = early.remove(eid)
+                pairs.append((eid, mv, lab[_LABEL], yp, sc, va, t, lab[_TS]))
+                self._remember(eid)
+            else:
+                self._seq += 1
+                pending.add(eid, (t, self._seq, mv, yp, sc, va))
+                if len(pending) > self.max_pending:
+                    pending.pop_oldest()
+                    c["evicted_predictions"] += 1
+
+    def _predictions_fast(self, cols: tuple[list[Any], ...], t: npt.NDArray[np.float64],
+                          w: npt.NDArray[np.float64], a: int, b: int) -> bool:
+        """Predictions ``[a, b)``, simple, in bulk; ``False`` (and nothing done) when the
+        run needs the per-event loop.
+
+        A simple prediction expires on arrival or waits; with no eviction and none of the
+        waiting ones expiring within the run, the state after the run is: the entries due
+        at its last watermark expired, then the waiting ones appended in order."""
+        pending, ttl = self._pending, self.ttl_seconds
+        ts_run, w_run = t[a:b], w[a:b]
+        keep = (w_run - ts_run) <= ttl  # not expired on arrival
+        n_add = int(np.count_nonzero(keep))
+        if len(pending) + n_add > self.max_pending:
+            return False
+        w_last = float(w_run[-1])
+        if n_add and (w_last - float(ts_run[keep].min()) > ttl
+                      or pending.empties_open_chunk(w_last, ttl)):
+            return False
+        m = b - a
+        c = self._counts
+        c["predictions"] += m
+        c["expired_predictions"] += m - n_add
+        self._see(w_last)
+        if n_add:
+            mask = None if n_add == m else keep.tolist()
+            ids, times, versions, preds, scores, values = (
+                col[a:b] if mask is None else list(compress(col[a:b], mask)) for col in cols)
+            seq = self._seq
+            self._seq += n_add
+            recs: list[_Prediction] = list(zip(times, range(seq + 1, seq + 1 + n_add), versions,
+                                               preds, scores, values, strict=True))
+            pending.add_many(ids, recs)
+        return True
+
+    def _labels_slow(self, cols: tuple[list[Any], ...], a: int, b: int,
+                     pairs: list[tuple[Any, ...]]) -> None:
+        """Labels ``[a, b)`` of a batch, one at a time (the reference semantics)."""
+        c = self._counts
+        pending, early, joined = self._pending, self._early, self._joined
+        grace = self.grace_seconds
+        for eid, lab, t in zip(*(col[a:b] for col in cols), strict=True):
+            c["labels"] += 1
+            wm = self._see(t)
+            if eid in joined or eid in early:
+                c["duplicate_labels"] += 1
+            elif eid in pending:
+                p = pending.remove(eid)
+                pairs.append((eid, p[_MODEL_VERSION], lab, p[_Y_PRED], p[_SCORE], p[_VALUE], p[_TS], t))
+                self._remember(eid)
+            elif wm - t > grace:
+                c["labels_without_prediction"] += 1
+            else:
+                self._seq += 1
+                early.add(eid, (t, self._seq, lab))
+                if len(early) > self.max_early_labels:
+                    early.pop_oldest()
+                    c["evicted_labels"] += 1
+
+    def _labels_fast(self, cols: tuple[list[Any], ...], t: npt.NDArray[np.float64],
+                     w: npt.NDArray[np.float64], a: int, b: int,
+                     pairs: list[tuple[Any, ...]]) -> bool:
+        """Labels ``[a, b)``, simple, in bulk; ``False`` (and nothing done) when the run
+        needs the per-event loop.
+
+        A simple label joins when its prediction is pending at the start of the run and
+        has not expired by the label's watermark; otherwise it is too old or waits. With
+        no eviction and none of the waiting ones expiring within the run, the state after
+        it is: the joined predictions removed, the joined ids and the waiting labels
+        appended (their new chunks numbered in the order the events opened them), then the
+        entries due at the last watermark expired."""
+        ids_all, labs_all, times_all = cols
+        pending, early, log = self._pending, self._early, self._joined
+        ttl, grace = self.ttl_seconds, self.grace_seconds
+        m = b - a
+        ids = ids_all[a:b]
+        ts_run, w_run = t[a:b], w[a:b]
+        cids = np.fromiter(map(pending.where.get, ids, repeat(-1, m)), dtype=np.int64, count=m)
+        join = cids >= 0
+        recs: list[_Prediction] = []
+        if join.any():
+            pos = np.flatnonzero(join)
+            recs = list(map(dict.__getitem__, map(pending.chunks.__getitem__, cids[pos].tolist()),
+                            compress(ids, join.tolist())))
+            alive = (w_run[pos] - np.fromiter(map(_get_ts, recs), np.float64, len(recs))) <= ttl
+            if not alive.all():
+                join[pos[~alive]] = False
+                recs = list(compress(recs, alive.tolist()))
+        rest = ~join
+        late = rest & ((w_run - ts_run) > grace)
+        wait = rest & ~late
+        n_wait = int(np.count_nonzero(wait))
+        w_last = float(w_run[-1])
+        if n_wait and (len(early) + n_wait > self.max_early_labels
+                       or w_last - float(ts_run[wait].min()) > grace
+                       or early.empties_open_chunk(w_last, grace)):
+            return False
+
+        c = self._counts
+        c["labels"] += m
+        c["labels_without_prediction"] += int(np.count_nonzero(late))
+        new_log, new_early = self._alloc_in_order(np.flatnonzero(join), np.flatnonzero(wait))
+        if recs:
+            mask = join.tolist()
+            j_ids = list(compress(ids, mask))
+            pending.remove_many(j_ids)
+            pairs.extend(zip(j_ids, map(_get_model_version, recs), compress(labs_all[a:b], mask),
+                             map(_get_y_pred, recs), map(_get_score, recs), map(_get_value, recs),
+                             map(_get_ts, recs), compress(times_all[a:b], mask), strict=True))
+            c["joined"] += len(j_ids)
+            log.extend(j_ids, new_log)
+            log.forget_to(self.max_joined_ids)
+        if n_wait:
+            mask = wait.tolist()
+            seq = self._seq
+            self._seq += n_wait
+            waiting: list[_EarlyLabel] = list(zip(
+                compress(times_all[a:b], mask), range(seq + 1, seq + 1 + n_wait),
+                compress(labs_all[a:b], mask), strict=True))
+            early.add_many(list(compress(ids, mask)), waiting, iter(new_early).__next__)
+        self._see(w_last)
+        return True
+
+    def _alloc_in_order(self, joins: npt.NDArray[np.intp],
+                        waits: npt.NDArray[np.intp]) -> tuple[list[int], list[int]]:
+        """The ids of the chunks the joined-id log and the early labels open for appends at
+        positions ``joins`` and ``waits`` (sorted), allocated in the order of the events."""
+        cs = self.chunk_size
+        log, early = self._joined, self._early
+        fill_log = cs if log.last_id is None else len(log.chunks[log.last_id])
+        fill_early = cs if early.open_id is None else early.open_fill
+        opens = sorted([(i, 0) for i in joins[cs - fill_log::cs].tolist()]
+                       + [(i, 1) for i in waits[cs - fill_early::cs].tolist()])
+        new: tuple[list[int], list[int]] = ([], [])
+        for _, store in opens:
+            new[store].append(self._alloc())
+        return new
 
     # -- persistence ------------------------------------------------------------------
 
@@ -649,13 +923,13 @@ class LabelJoin:
                 cols = _columns(snap, ("event_id", "ts", "seq", "model_version", "y_pred",
                                        "score", "value"), j.chunk_size)
                 j._pending.load(cid, [
-                    (_id(e), _Prediction(_time(t), int(s), _version(mv), _opt_label(yp),
-                                         _number(sc), _number(va)))
+                    (_id(e), (_time(t), int(s), _version(mv), _opt_label(yp), _number(sc),
+                              _number(va)))
                     for e, t, s, mv, yp, sc, va in zip(*cols, strict=True)
                 ])
             for cid, snap in take(_EARLY):
                 cols = _columns(snap, ("event_id", "ts", "seq", "label"), j.chunk_size)
-                j._early.load(cid, [(_id(e), _EarlyLabel(_time(t), int(s), _label(lab)))
+                j._early.load(cid, [(_id(e), (_time(t), int(s), _label(lab)))
                                     for e, t, s, lab in zip(*cols, strict=True)])
             log = j._joined
             for cid, snap in take(_JOINED):
@@ -727,7 +1001,7 @@ def _joined(pairs: list[tuple[Any, ...]]) -> Joined:
         else ([] for _ in range(8))
 
     def arr(xs: list[Any]) -> npt.NDArray[np.float64]:
-        a = np.array([np.nan if x is None else x for x in xs], dtype=np.float64)
+        a = np.array(xs, dtype=np.float64)  # None -> NaN
         a.setflags(write=False)
         return a
 
@@ -746,8 +1020,25 @@ def _as_list(values: Any, n: int | None, name: str) -> list[Any]:
     return out
 
 
+# The column validators below check the types of a whole column at C speed and return it
+# as it is when no entry needs converting; otherwise (or to raise the exact error of the
+# first bad entry) they apply the per-entry function.
+
+_NONE: Final = type(None)
+_FINITE: Final = math.isfinite
+
+
+def _all_finite_or_none(xs: list[Any]) -> bool:
+    """Whether every entry of ``xs`` (floats and ``None``) is ``None`` or finite."""
+    return int(np.count_nonzero(np.isfinite(np.array(xs, dtype=np.float64)))) + xs.count(None) \
+        == len(xs)
+
+
 def _ids(event_ids: Column) -> list[str]:
-    return [_id(e) for e in _as_list(event_ids, None, "event_ids")]
+    ids = _as_list(event_ids, None, "event_ids")
+    if set(map(type, ids)) <= {str}:
+        return ids
+    return [_id(e) for e in ids]
 
 
 def _id(e: Any) -> str:
@@ -757,7 +1048,17 @@ def _id(e: Any) -> str:
 
 
 def _times(ts: Column, n: int) -> list[float]:
-    return [_time(t) for t in _as_list(ts, n, "ts")]
+    tl = _as_list(ts, n, "ts")
+    types = set(map(type, tl))
+    if types <= {float, int}:
+        try:
+            out = list(map(float, tl)) if int in types else tl
+        except OverflowError:
+            pass
+        else:
+            if all(map(_FINITE, out)):
+                return out
+    return [_time(t) for t in tl]
 
 
 def _time(t: Any) -> float:
@@ -767,6 +1068,34 @@ def _time(t: Any) -> float:
     if not math.isfinite(x):
         raise ValueError(f"ts must be finite, not {x!r}")
     return x
+
+
+def _versions(vs: list[Any]) -> list[str | None]:
+    if set(map(type, vs)) <= {str, _NONE}:
+        return vs
+    return [_version(v) for v in vs]
+
+
+def _opt_labels(vs: list[Any]) -> list[Label | None]:
+    types = set(map(type, vs))
+    if types <= {str, bool, int, _NONE}:
+        return vs
+    if types <= {float, _NONE} and _all_finite_or_none(vs):
+        return vs
+    return [_opt_label(v) for v in vs]
+
+
+def _labels(vs: list[Any]) -> list[Label]:
+    types = set(map(type, vs))
+    if types <= {str, bool, int} or (types == {float} and all(map(_FINITE, vs))):
+        return vs
+    return [_label(v) for v in vs]
+
+
+def _numbers(vs: list[Any]) -> list[float | None]:
+    if set(map(type, vs)) <= {float, _NONE} and _all_finite_or_none(vs):
+        return vs
+    return [_number(v) for v in vs]
 
 
 def _version(v: Any) -> str | None:

@@ -61,7 +61,9 @@ Windows with fewer than ``quality_min_pairs`` pairs are reported but change no a
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,8 +236,12 @@ class QualityMonitor:
         label = label if label is not None else [None] * n
         score = score if score is not None else [None] * n
         value = value if value is not None else [None] * n
-        rows = [i for i in range(n) if label[i] is not None or score[i] is not None
-                or value[i] is not None]
+        if any(len(col) == n and all(map(operator.is_not, col, itertools.repeat(None)))
+               for col in (label, score, value)):
+            rows = list(range(n))  # a column without a gap: every row has a prediction
+        else:
+            rows = [i for i in range(n) if label[i] is not None or score[i] is not None
+                    or value[i] is not None]
         if not rows:
             return QualityOutput()
         def sel(col: list[Any]) -> list[Any]:
@@ -318,19 +324,23 @@ class QualityMonitor:
 
     # -- windows ----------------------------------------------------------------------
 
+    #: Feed ADWIN the errors of a run of pairs at once (chunk-aligned, see
+    #: :meth:`_feed_adwin`) rather than one pair at a time: the same inputs, detections
+    #: and state either way (``False``: one call a pair, the reference).
+    _batch_adwin = True
+
     def _pairs(self, j: Joined, watermark_before: float | None) -> QualityOutput:
         out = QualityOutput(joined=len(j), latencies=np.asarray(j.latency_seconds, np.float64))
         c = self.config
         # every pair of a run is late by the watermark before the run (see _runs)
         closed = self._closed_index(watermark_before) if c.quality_window_kind == "time" else None
-        for i in range(len(j)):
-            version = j.model_version[i]
+        errors: dict[str | None, list[float]] = {}  # ADWIN inputs not fed yet, by version
+        for version, y_true, y_pred, score, val, label_ts, latency in zip(
+                j.model_version, j.y_true, j.y_pred, j.score.tolist(), j.value.tolist(),
+                j.label_ts.tolist(), j.latency_seconds.tolist(), strict=True):
             v = self.versions.get(version)
             if v is None:
                 v = self.versions[version] = _Version()
-            y_true, y_pred = j.y_true[i], j.y_pred[i]
-            score = float(j.score[i])
-            val = float(j.value[i])
             if v.task is None:
                 v.task = c.quality_task if c.quality_task != "auto" else infer_task(
                     [y_true], [y_pred], [None if math.isnan(score) else score],
@@ -342,7 +352,6 @@ class QualityMonitor:
                 self.invalid_pairs += 1
                 continue
             yt, yp, sc = pair
-            label_ts = float(j.label_ts[i])
             if c.quality_window_kind == "count":
                 k = v.index
             else:
@@ -354,19 +363,45 @@ class QualityMonitor:
             w = v.open.get(k)
             if w is None:
                 w = v.open[k] = _Pairs()
-            w.add(yt, yp, sc, float(j.latency_seconds[i]), label_ts)
+            w.add(yt, yp, sc, latency, label_ts)
             if c.quality_adwin:
-                err = prediction_errors(v.task, [yt], y_pred=[yp]) if v.task != "binary" else (
-                    np.array([float(yt != yp)]))
-                v.adwin = v.adwin or AdwinDetector(c.adwin_delta, c.adwin_chunk, c.adwin_history)
-                det = v.adwin.update(err)
-                v.adwin_pending += det
-                out.adwin_detections += det
+                if v.task == "binary":
+                    err = float(yt != yp)
+                elif v.task == "regression":
+                    err = abs(yt - yp)  # what prediction_errors computes, in float64
+                else:
+                    err = float(prediction_errors(v.task, [yt], y_pred=[yp])[0])
+                errs = errors.get(version)
+                if errs is None:
+                    errs = errors[version] = []
+                errs.append(err)
+                if not self._batch_adwin:
+                    self._feed_adwin(v, errors.pop(version), out)
             if c.quality_window_kind == "count" and w.n >= c.quality_window_size:
+                self._feed_adwin(v, errors.pop(version, []), out)
                 self._close(version, v, k, out)
+        for version, errs in errors.items():
+            self._feed_adwin(self.versions[version], errs, out)
         if c.quality_window_kind == "time":
             self._close_time_windows(out)
         return out
+
+    def _feed_adwin(self, v: _Version, errs: list[float], out: QualityOutput) -> None:
+        """Feed the version's ADWIN the errors of consecutive pairs. The calls end where
+        the detector's chunks end, so each chunk mean is computed as when the errors come
+        one call a pair (the same numpy reduction over the same values) and the state,
+        ``drift_detected`` included, is the same."""
+        if not errs:
+            return
+        c = self.config
+        adwin = v.adwin = v.adwin or AdwinDetector(c.adwin_delta, c.adwin_chunk, c.adwin_history)
+        cuts = [0, *range(adwin.chunk - adwin._pending.size, len(errs), adwin.chunk), len(errs)]
+        arr = np.array(errs, dtype=np.float64)
+        for a, b in itertools.pairwise(cuts):
+            if b > a:
+                det = adwin.update(arr[a:b])
+                v.adwin_pending += det
+                out.adwin_detections += det
 
     def _pair(self, v: _Version, y_true: Any, y_pred: Any, score: float,
               value: float) -> tuple[Any, Any, float | None] | None:

@@ -528,3 +528,341 @@ def test_restore_rejects_a_bad_snapshot(what):
     header, chunks = corrupt(what)
     with pytest.raises(SnapshotError):
         LabelJoin.restore(header, chunks)
+
+
+# -- the batch fast paths against the per-event loop ------------------------------------------
+#
+# ``LabelJoin`` takes runs of at least ``_fast_min_run`` simple events in bulk. A join with
+# ``_fast_min_run`` huge is the per-event loop (the reference semantics); ``1`` sends every
+# simple run to the fast path. They must agree on everything observable: the joined pairs,
+# counters, the header and every chunk (``take_dirty`` after each batch), whatever the
+# batch cutting.
+
+SLOW = 10**9
+
+#: ``("p", eid, ts, version, y_pred, score, value)``, ``("l", eid, ts, label)`` or ``("a", now)``.
+BOp = tuple[Any, ...]
+
+
+class CountingJoin(LabelJoin):
+    """A join counting the runs its fast paths took and declined."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast = {True: 0, False: 0}
+
+    def _predictions_fast(self, *args: Any) -> bool:
+        took = super()._predictions_fast(*args)
+        self.fast[took] += 1
+        return took
+
+    def _labels_fast(self, *args: Any) -> bool:
+        took = super()._labels_fast(*args)
+        self.fast[took] += 1
+        return took
+
+
+def batch_ops(rng: random.Random, n: int, ttl: float) -> list[BOp]:
+    """Streams made for the fast paths' edge cases: long runs of predictions and of labels;
+    fresh ids, duplicates within a run and across runs, labels for pending, expired, future
+    (early) and unknown ids; timestamps out of order, some already expired on arrival, and
+    jumps of more than the TTL within a run (expiry of entries added in the same run, open
+    chunks emptied by expiry)."""
+    ops: list[BOp] = []
+    t, fresh = 0.0, 0
+    seen: list[str] = []
+    while len(ops) < n:
+        kind = rng.choice("ppll a")
+        size = rng.choice([1, 3, 8, 20, 40, 70])
+        for _ in range(size):
+            t += rng.expovariate(2.0)
+            r = rng.random()
+            if r < 0.003:
+                t += ttl * rng.uniform(1.0, 2.5)           # a jump past the TTL
+            ts = t - rng.uniform(0, 3) if r > 0.015 else t - ttl * rng.uniform(1.0, 3.0)  # or too old
+            if kind == "p":
+                u = rng.random()
+                if u < 0.06 and seen:
+                    eid = rng.choice(seen[-30:])           # a duplicate (maybe joined, maybe pending)
+                elif u < 0.1 and ops and ops[-1][0] == "p":
+                    eid = ops[-1][1]                       # a duplicate within the run
+                else:
+                    eid, fresh = f"e{fresh}", fresh + 1
+                    seen.append(eid)
+                ops.append(("p", eid, ts, rng.choice(["v1", "v2", None]),
+                            rng.choice([0, 1, True, "cat", None, 2.5, float("nan")]),
+                            rng.choice([None, rng.random(), float("nan")]),
+                            rng.choice([None, None, rng.uniform(-5, 5)])))
+            elif kind == "l":
+                u = rng.random()
+                if u < 0.7 and seen:
+                    eid = rng.choice(seen[-60:])           # pending, joined or expired
+                elif u < 0.8:
+                    eid = f"e{fresh + rng.randrange(40)}"  # its prediction comes later (early)
+                elif u < 0.9 and ops and ops[-1][0] == "l":
+                    eid = ops[-1][1]                       # a duplicate within the run
+                else:
+                    eid = f"x{rng.randrange(1000)}"        # never predicted
+                ops.append(("l", eid, ts, rng.choice([0, 1, False, "dog", 0.25])))
+            else:
+                ops.append(("a", t + rng.choice([0.0, 0.0, ttl / 2, -50.0])))
+                break
+    return ops
+
+
+def cut(ops: list[BOp], rng: random.Random, max_size: int) -> list[list[BOp]]:
+    """``ops`` cut into batches of one kind, of random sizes up to ``max_size``."""
+    batches: list[list[BOp]] = []
+    i = 0
+    while i < len(ops):
+        k = i + 1
+        size = rng.randint(1, max_size)
+        while k < len(ops) and ops[k][0] == ops[i][0] != "a" and k - i < size:
+            k += 1
+        batches.append(ops[i:k])
+        i = k
+    return batches
+
+
+def feed(j: LabelJoin, batch: list[BOp], rng: random.Random) -> Joined | None:
+    kind = batch[0][0]
+    if kind == "a":
+        j.advance(batch[0][1])
+        return None
+    cols = list(zip(*batch, strict=True))
+    if kind == "p":
+        _, ids, ts, versions, y_pred, score, value = cols
+        ts_col: Any = np.array(ts) if rng.random() < 0.5 else list(ts)
+        if len(set(versions)) == 1 and rng.random() < 0.5:
+            return j.add_predictions(list(ids), ts_col, versions[0], list(y_pred), list(score),
+                                     list(value))
+        return j.add_predictions(np.array(ids) if rng.random() < 0.3 else list(ids), ts_col,
+                                 list(versions), list(y_pred), list(score), list(value))
+    _, ids, ts, labels = cols
+    return j.add_labels(list(ids), list(labels), list(ts))
+
+
+def state(j: LabelJoin, store: dict[int, dict[str, Any]]) -> tuple[Any, ...]:
+    """Everything observable about a join (after persisting its dirty chunks in ``store``)."""
+    dirty = j.take_dirty()
+    for cid, snap in dirty.items():
+        if snap is None:
+            del store[cid]
+        else:
+            store[cid] = snap
+    return (dirty, j.header_snapshot(), j.counters, j.pending, j.early_labels, j.watermark,
+            j.coverage())
+
+
+def plain(out: Joined | None) -> Any:
+    if out is None:
+        return None
+    return (flat([out]), [None if np.isnan(x) else x for x in out.value.tolist()])
+
+
+FAST_PARAMS = [
+    PARAMS,                                                             # tight bounds
+    {"ttl_seconds": 40.0, "grace_seconds": 8.0, "max_pending": 400, "max_early_labels": 60,
+     "max_joined_ids": 120, "chunk_size": 5},                           # room: the fast path
+    {"ttl_seconds": 30.0, "grace_seconds": 0.0, "max_pending": 100, "max_early_labels": 20,
+     "max_joined_ids": 1, "chunk_size": 1},
+    {"ttl_seconds": 60.0, "grace_seconds": 30.0, "max_pending": 50, "max_early_labels": 10,
+     "max_joined_ids": 25, "chunk_size": 7},
+]
+
+
+@pytest.mark.parametrize("params", FAST_PARAMS)
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_paths_equal_the_per_event_loop_batch_by_batch(params, seed):
+    """Same batches: the same output, header and dirty chunks after every batch."""
+    rng = random.Random(seed)
+    ops = batch_ops(rng, 1500, params["ttl_seconds"])
+    slow, fast = CountingJoin(**params), CountingJoin(**params)
+    slow._fast_min_run, fast._fast_min_run = SLOW, rng.choice([1, 1, 2, 5])
+    store_slow: dict[int, dict[str, Any]] = {}
+    store_fast: dict[int, dict[str, Any]] = {}
+    for batch in cut(ops, rng, 60):
+        seed_cols = rng.random()
+        out_slow = feed(slow, batch, random.Random(seed_cols))
+        out_fast = feed(fast, batch, random.Random(seed_cols))
+        assert plain(out_fast) == plain(out_slow)
+        assert state(fast, store_fast) == state(slow, store_slow)
+        assert conserved(fast)
+    assert store_fast == store_slow
+    assert slow.fast == {True: 0, False: 0}
+    assert fast.fast[True] > 0                  # the fast path taken...
+    assert fast.fast[False] > 0 or params is not PARAMS   # ...and declined (tight bounds)
+    assert fast.counters["joined"] > 10
+
+
+@pytest.mark.parametrize("params", FAST_PARAMS)
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_paths_do_not_depend_on_batching(params, seed):
+    """One event a call through the loop, against random cuttings through the fast paths:
+    the same pairs in the same order, and the same final header and chunks."""
+    rng = random.Random(100 + seed)
+    ops = batch_ops(rng, 1200, params["ttl_seconds"])
+    ref = LabelJoin(**params)
+    ref._fast_min_run = SLOW
+    ref_store: dict[int, dict[str, Any]] = {}
+    ref_pairs = [plain(o) for op in ops if (o := feed(ref, [op], rng)) is not None]
+    ref_state = state(ref, ref_store)[1:]
+    for max_size in (8, 40, 200):
+        j = LabelJoin(**params)
+        j._fast_min_run = 1
+        store: dict[int, dict[str, Any]] = {}
+        outs = [o for b in cut(ops, rng, max_size) if (o := feed(j, b, rng)) is not None]
+        pairs = [pair for o in outs for pair in plain(o)[0]]
+        assert pairs == [pair for o in ref_pairs for pair in o[0]]
+        state(j, store)
+        assert state(j, store)[1:] == ref_state
+        assert store == ref_store
+        restored = LabelJoin.restore(json.loads(json.dumps(j.header_snapshot())),
+                                     json.loads(json.dumps(list(store.values()))))
+        assert restored.header_snapshot() == j.header_snapshot()
+
+
+def test_fast_path_bulk_join_and_chunk_numbering():
+    """A batch of 40 predictions and then their labels with a few early ones among them:
+    the chunk ids are those the per-event loop gives, in the order the events open them."""
+    ids = [f"p{i}" for i in range(40)]
+    joins = []
+    for fast in (False, True):
+        j = LabelJoin(chunk_size=3, grace_seconds=100.0)
+        j._fast_min_run = 1 if fast else SLOW
+        j.add_predictions(ids, [float(i) for i in range(40)], "v1", [i % 2 for i in range(40)])
+        labels = [e for i, e in enumerate(ids) if i % 3] + [f"early{i}" for i in range(12)]
+        random.Random(0).shuffle(labels)
+        out = j.add_labels(labels, [1] * len(labels), [50.0 + i for i in range(len(labels))])
+        joins.append((out.event_id, out.y_pred, j.take_dirty(), j.header_snapshot()))
+    assert joins[0] == joins[1]
+    assert len(joins[1][0]) == 26 and joins[1][3]["counters"]["joined"] == 26
+
+
+def test_fast_path_keeps_expiry_within_a_batch():
+    """Watermark moves inside a batch expire what is due at each event: a label after the
+    move that expired its prediction does not join, one before it does; the TTL and grace
+    boundaries are inclusive, as in the per-event loop."""
+    for fast in (False, True):
+        j = CountingJoin(ttl_seconds=10.0, grace_seconds=5.0)
+        j._fast_min_run = 1 if fast else SLOW
+        j.add_predictions(["a", "b", "c", "d"], [0.0, 1.0, 2.0, 5.0])
+        out = j.add_labels(["a", "z", "b", "c", "d", "y", "q"], [1] * 7,
+                           [9.0, 11.5, 11.6, 11.7, 15.0, 10.0, 9.9])
+        assert out.event_id == ["a", "c", "d"]          # "d": exactly the TTL old
+        assert j.counters == counts(predictions=4, labels=7, joined=3, expired_predictions=1,
+                                    labels_without_prediction=1)   # "q"; "y": exactly grace
+        assert j.early_labels == 3 and j.fast[True] == (2 if fast else 0)
+
+
+# -- the column validators: whole-column checks against the per-entry functions ----------------
+
+
+def outcome(f: Any, *args: Any) -> Any:
+    try:
+        return ("ok", f(*args))
+    except Exception as exc:  # the same exception, message included
+        return ("error", type(exc), str(exc))
+
+
+class Sub(str):
+    pass
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_column_validators_equal_the_per_entry_functions(seed):
+    from stream.core import labeljoin as lj
+
+    rng = random.Random(seed)
+    pool = [None, 0, 1, 7, True, False, 0.5, -2.0, float("nan"), float("inf"), 10**400, "a",
+            Sub("s"), np.float64(0.25), np.int64(3), np.bool_(True), b"x", 1e308]
+    for _ in range(20):
+        col = [rng.choice(pool) for _ in range(rng.randrange(0, 6))]
+        if rng.random() < 0.5:   # mostly one type: the fast cases
+            col = [x for x in col if type(x) is type(col[0])] if col else col
+        pairs = [
+            (lambda c: lj._times(c, len(c)), lambda c: [lj._time(x) for x in c]),
+            (lj._ids, lambda c: [lj._id(x) for x in c]),
+            (lj._versions, lambda c: [lj._version(x) for x in c]),
+            (lj._opt_labels, lambda c: [lj._opt_label(x) for x in c]),
+            (lj._labels, lambda c: [lj._label(x) for x in c]),
+            (lj._numbers, lambda c: [lj._number(x) for x in c]),
+        ]
+        for fast, slow in pairs:
+            got, want = outcome(fast, list(col)), outcome(slow, list(col))
+            assert got == want or (got[0] == want[0] == "ok" and repr(got) == repr(want)), (col, got, want)
+            if got[0] == "ok":
+                assert [type(x) for x in got[1]] == [type(x) for x in want[1]]
+
+
+# -- the quality monitor on top: fast join and batched ADWIN against the reference -------------
+
+
+def quality_pair(rng: random.Random, task: str, drift: bool) -> tuple[dict[str, Any], Any]:
+    """A prediction (label, score, value) and its label for a task, sometimes invalid: right
+    (or close) before the drift, wrong (or far) after it, so that ADWIN fires."""
+    bad = rng.random() < 0.05
+    if task == "binary":
+        s = rng.random()
+        y = (s >= 0.5) != drift
+        return {"label": rng.choice([s >= 0.5, None]), "score": rng.choice([s, s, None]),
+                "value": None}, "bad" if bad else rng.choice([y, int(y)])
+    if task == "multiclass":
+        c = rng.choice(["a", "b", "c"])
+        return {"label": rng.choice([c, c, c, None]), "score": None, "value": None}, \
+            "bad" if bad else ("z" if drift else c)
+    v = rng.uniform(-10, 10)
+    return {"label": None, "score": None, "value": rng.choice([v, v, v, None])}, \
+        "bad" if bad else v + rng.gauss(0, 1) * (5.0 if drift else 0.1)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("kind", ["count", "time"])
+@pytest.mark.parametrize("seed", range(3))
+def test_quality_monitor_fast_paths_equal_the_reference(task, kind, seed):
+    from stream.config import MonitorConfig
+    from stream.core.quality_monitor import QualityMonitor
+
+    rng = random.Random(seed)
+    cfg = MonitorConfig(quality_window_kind=kind, quality_window_size=rng.choice([7, 50]),
+                        quality_window_seconds=20.0, allowed_lateness_seconds=5.0,
+                        quality_min_pairs=3, quality_baseline_windows=1, quality_margin=0.05,
+                        adwin_chunk=rng.choice([1, 2, 3]), adwin_quiet_evaluations=1,
+                        label_ttl_seconds=60.0, label_grace_seconds=10.0,
+                        max_pending_predictions=300, max_early_labels=40)
+    ref, qm = QualityMonitor("m", cfg), QualityMonitor("m", cfg)
+    ref.join._fast_min_run, ref._batch_adwin = SLOW, False
+    qm.join._fast_min_run = rng.choice([1, 4])
+    t, fresh, sent = 0.0, 0, []
+    detections = 0
+    for step in range(80):
+        n = rng.choice([1, 5, 30, 80])
+        if rng.random() < 0.55:
+            rows = []
+            for _ in range(n):
+                t += rng.expovariate(3.0)
+                eid, fresh = f"e{fresh}", fresh + 1
+                prediction, truth = quality_pair(rng, task, drift=step > 40)
+                sent.append((eid, truth))
+                rows.append((eid, t - rng.uniform(0, 2), rng.choice(["v1"] * 5 + ["v2"]), prediction))
+            cols = {"event_id": [r[0] for r in rows], "ts": [r[1] for r in rows],
+                    "model_version": [r[2] for r in rows],
+                    "prediction": {k: [r[3][k] for r in rows] for k in ("label", "score", "value")}}
+            outs = [m.add_predictions(json.loads(json.dumps(cols))) for m in (ref, qm)]
+        else:
+            picks = [rng.choice(sent[-120:]) if sent and rng.random() < 0.9
+                     else (f"e{fresh + rng.randrange(20)}", quality_pair(rng, task, False)[1])
+                     for _ in range(n)]  # some labels before their prediction
+            t += rng.expovariate(1.0)
+            labels = {"event_id": [e for e, _ in picks],
+                      "label": [y for _, y in picks],
+                      "ts": [t + rng.uniform(0, 3) for _ in picks]}
+            outs = [m.add_labels(json.loads(json.dumps(labels))) for m in (ref, qm)]
+        a, b = outs
+        assert (b.reports, b.alerts, b.joined, b.invalid_pairs, b.late_pairs, b.adwin_detections) \
+            == (a.reports, a.alerts, a.joined, a.invalid_pairs, a.late_pairs, a.adwin_detections)
+        np.testing.assert_array_equal(b.latencies, a.latencies)
+        detections += b.adwin_detections
+        assert qm.snapshot() == ref.snapshot()
+        assert qm.take_chunks() == ref.take_chunks()
+    assert qm.join.counters["joined"] > 50 and detections > 0
