@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise, repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,16 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+_F64 = np.dtype(np.float64)
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+#: :meth:`NumericBinning.index` compares every value with every edge when there are at
+#: most this many edges (beyond, a binary search's log2 steps win) ...
+_COMPARE_MAX_EDGES = 48
+#: ... and at least this many values (below, numpy's per-call overhead dominates).
+_COMPARE_MIN_VALUES = 256
+#: Values compared at a time, so the (k + 2) x n boolean temporary stays small.
+_COMPARE_CHUNK = 1 << 16
+
 
 class NumericBinning:
     """Quantile bins over numbers, with open outer bins and a missing bucket (``NaN``)."""
@@ -52,15 +62,23 @@ class NumericBinning:
     kind = "numeric"
 
     def __init__(self, edges: Sequence[float] | FloatArray) -> None:
-        e = np.asarray(edges, dtype=np.float64)
-        if e.ndim != 1 or (e.size and (not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0))):
+        e = np.array(edges, dtype=np.float64)  # a copy, frozen below
+        if e.ndim != 1 or (e.size and (not np.all(np.isfinite(e)) or np.any(e[1:] <= e[:-1]))):
             raise ValueError(f"edges must be finite and strictly increasing, got {e.tolist()}")
+        e.flags.writeable = False
         self.edges: FloatArray = e
+        # for the comparison path of index(): its thresholds (a column; None when there
+        # are too many edges), and the bucket by number of thresholds a value is <= to
+        k = int(e.size)
+        self._size = k + 2
+        self._thresholds: FloatArray | None = (
+            np.concatenate([e, [_FLOAT_MAX, np.inf]])[:, None] if k <= _COMPARE_MAX_EDGES else None)
+        self._bucket_of_count: IntArray = np.array([k + 1, k + 2, *range(k, -1, -1)], np.int64)
 
     @property
     def size(self) -> int:
         """Number of buckets, the missing bucket included."""
-        return int(self.edges.size) + 2
+        return self._size
 
     @classmethod
     def from_values(cls, values: FloatArray, n_bins: int) -> NumericBinning:
@@ -87,7 +105,48 @@ class NumericBinning:
 
     def index(self, values: FloatArray) -> IntArray:
         """The bucket of each value: ``NaN`` (missing) goes to the missing bucket, the
-        last; ``+inf`` marks a value of the wrong type and gets :attr:`size`."""
+        last; ``+inf`` marks a value of the wrong type and gets :attr:`size`.
+
+        A 1-D float64 array of at least ``_COMPARE_MIN_VALUES`` values (a batch), with at
+        most ``_COMPARE_MAX_EDGES`` edges, is binned without a binary search, whose
+        branches mispredict on noisy data: each value is compared with every threshold of
+        ``t = (e1, ..., ek, M, +inf)``, ``M`` the largest finite float, and the number
+        ``s`` of thresholds it is ``<=`` to gives its bucket through a table:
+
+        - finite or ``-inf``: ``s = #{j : x <= e_j} + 2``, bucket ``k + 2 - s``, which is
+          ``#{j : e_j < x}``, what ``searchsorted(side="left")`` gives;
+        - ``NaN`` compares false with everything: ``s = 0``, bucket ``k + 1`` (missing);
+        - ``+inf`` is ``<=`` to ``+inf`` only: ``s = 1``, bucket ``k + 2`` (mismatch).
+
+        Other inputs take :meth:`index_searchsorted`; both give the same indices.
+
+        >>> b = NumericBinning([1.0, 2.0])
+        >>> x = np.array([-np.inf, 1.0, 1.5, 2.0, 3.0, np.nan, np.inf] * 40)  # 280 values
+        >>> b.index(x)[:7].tolist()
+        [0, 0, 1, 1, 2, 3, 4]
+        """
+        thresholds = self._thresholds
+        if (thresholds is None or type(values) is not np.ndarray or values.ndim != 1
+                or values.dtype != _F64 or values.size < _COMPARE_MIN_VALUES):
+            return self.index_searchsorted(values)
+        table = self._bucket_of_count
+        if values.size <= _COMPARE_CHUNK:
+            # (k + 2) x n booleans, summed down the rows in uint8 (k + 2 <= 50 fits)
+            le = np.less_equal(values, thresholds).view(np.uint8)
+            return cast(IntArray, table.take(np.add.reduce(le, axis=0, dtype=np.uint8)))
+        out = np.empty(values.size, np.int64)
+        for a in range(0, values.size, _COMPARE_CHUNK):  # bounds the temporary
+            le = np.less_equal(values[a:a + _COMPARE_CHUNK], thresholds).view(np.uint8)
+            table.take(np.add.reduce(le, axis=0, dtype=np.uint8), out=out[a:a + _COMPARE_CHUNK])
+        return out
+
+    def index_searchsorted(self, values: FloatArray) -> IntArray:
+        """:meth:`index` by binary search (``np.searchsorted``), for any input: the
+        reference implementation, and the path for short or non-float64 inputs.
+
+        >>> NumericBinning([1.0, 2.0]).index_searchsorted([0.5, 2.5, np.nan]).tolist()
+        [0, 2, 3]
+        """
         idx = np.searchsorted(self.edges, values, side="left").astype(np.int64, copy=False)
         if not np.isfinite(values).all():  # rare: skip two masks in the common case
             idx[np.isnan(values)] = self.size - 1

@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from stream.core.histogram import (
@@ -19,6 +22,7 @@ from stream.core.histogram import (
 )
 
 NAN, INF = float("nan"), float("inf")
+FloatArray = npt.NDArray[np.float64]
 
 
 def bucket_by_hand(edges: list[float], x: float) -> int:
@@ -173,6 +177,140 @@ def test_numeric_labels(edges, labels):
 def test_invalid_edges_raise(edges):
     with pytest.raises(ValueError, match="edges must be finite and strictly increasing"):
         NumericBinning(edges)
+
+
+# -- the comparison path of NumericBinning.index -------------------------------------
+# index() bins batches of float64 values by comparing them with every edge; shorter or
+# other inputs take index_searchsorted(). Both must agree with bucket_by_hand everywhere.
+
+DMAX = float(np.finfo(np.float64).max)
+TINY = 5e-324  # the smallest subnormal
+
+
+def hand_index(edges: list[float], values: FloatArray) -> list[int]:
+    return [bucket_by_hand(edges, x) for x in values.tolist()]
+
+
+def tricky_values(edges: FloatArray, rng: np.random.Generator, n: int) -> FloatArray:
+    """Values on and next to every edge, non-finite values, signed zeros, subnormals and
+    extremes, mixed with draws around the edges; shuffled."""
+    special = [NAN, INF, -INF, 0.0, -0.0, TINY, -TINY, 1e-310, -1e-310, DMAX, -DMAX, 1e308]
+    with np.errstate(over="ignore"):  # next to +-DMAX is +-inf
+        near = np.concatenate([edges, np.nextafter(edges, INF), np.nextafter(edges, -INF)])
+        spread = float(edges[-1] - edges[0]) if edges.size > 1 else 1.0
+        centre = float(edges.mean()) if edges.size else 0.0
+    if not (math.isfinite(spread) and math.isfinite(centre)):
+        spread, centre = 1.0, 0.0
+    draws = rng.normal(centre, spread, size=max(n - near.size - len(special), 0))
+    values = np.concatenate([near, special * 3, draws])
+    rng.shuffle(values)
+    return values
+
+
+@pytest.fixture
+def no_searchsorted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure the comparison path is the one tested: the binary search must not run."""
+
+    def fail(self: NumericBinning, values: object) -> NoReturn:
+        raise AssertionError("index_searchsorted was called")
+
+    monkeypatch.setattr(NumericBinning, "index_searchsorted", fail)
+
+
+@pytest.mark.parametrize("n_edges", [0, 1, 2, 3, 9, 20, 48])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_comparison_path_matches_by_hand_on_random_edges(
+    n_edges: int, seed: int, no_searchsorted: None
+) -> None:
+    rng = np.random.default_rng([n_edges, seed])
+    scale = 10.0 ** rng.integers(-300, 300)  # edges anywhere in the float range
+    edges = np.unique(rng.normal(size=n_edges) * scale)
+    b = NumericBinning(edges)
+    values = tricky_values(edges, rng, 3000)
+    got = b.index(values)
+    assert got.dtype == np.int64
+    assert got.tolist() == hand_index(edges.tolist(), values)
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [-TINY, 0.0, TINY],  # subnormal edges around zero
+        [-0.0, 1.0],  # a negative-zero edge: 0.0 and -0.0 both belong to (-inf, -0.0]
+        [-DMAX, DMAX],  # the largest finite edges
+        [math.nextafter(7.25, -INF), 7.25],  # a constant feature's bin
+        list(np.linspace(-1.0, 1.0, 48)),  # the most edges the comparison path takes
+    ],
+    ids=["subnormal", "negative_zero", "extreme", "constant_bin", "max_edges"],
+)
+def test_comparison_path_on_edge_cases(edges: list[float], no_searchsorted: None) -> None:
+    b = NumericBinning(edges)
+    values = tricky_values(b.edges, np.random.default_rng(7), 1000)
+    assert b.index(values).tolist() == hand_index(b.edges.tolist(), values)
+
+
+def test_comparison_path_on_a_constant_feature(no_searchsorted: None) -> None:
+    b = NumericBinning.from_values(np.full(100, 3.0), 10)
+    probe = np.tile([2.0, math.nextafter(3.0, -INF), 3.0, math.nextafter(3.0, INF), NAN, INF], 50)
+    assert b.index(probe).tolist() == [0, 0, 1, 2, 3, 4] * 50
+
+
+def test_comparison_path_in_chunks() -> None:
+    """More values than one chunk: several passes, the same indices."""
+    rng = np.random.default_rng(11)
+    edges = np.sort(rng.normal(size=9))
+    b = NumericBinning(edges)
+    values = rng.normal(size=2 * 65_536 + 7)
+    values[rng.integers(0, values.size, 50)] = NAN
+    values[rng.integers(0, values.size, 50)] = INF
+    values[rng.integers(0, values.size, 50)] = edges[rng.integers(0, 9, 50)]
+    got = b.index(values)
+    assert got.tolist() == b.index_searchsorted(values).tolist()
+    sample = rng.integers(0, values.size, 5000)
+    assert got[sample].tolist() == hand_index(edges.tolist(), values[sample])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: v[~(np.isfinite(v) & (np.abs(v) > 1e30))].astype(np.float32),  # other dtypes
+        lambda v: v.tolist(),
+        lambda v: v[:255],  # too short for the comparison path
+        lambda v: v[:256],  # just long enough
+        lambda v: v[::3],  # a strided view
+        lambda v: v.reshape(20, -1),  # 2-D: the binary search, same shape back
+        lambda v: np.ascontiguousarray(v[::-1]).astype(">f8"),  # big-endian
+    ],
+    ids=["float32", "list", "255", "256", "strided", "2d", "big_endian"],
+)
+def test_every_input_gets_the_reference_indices(make: Callable[[FloatArray], Any]) -> None:
+    rng = np.random.default_rng(5)
+    edges = np.sort(rng.normal(size=9)).astype(np.float32).astype(np.float64)  # float32-exact
+    b = NumericBinning(edges)
+    base = tricky_values(edges, rng, 1000)[:1000]
+    values = make(base)
+    got = b.index(values)
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    assert np.asarray(got).ravel().tolist() == hand_index(edges.tolist(), flat)
+    assert np.shape(got) == np.shape(values)
+
+
+def test_more_edges_than_the_comparison_path_takes() -> None:
+    edges = np.linspace(-3.0, 3.0, 49)
+    b = NumericBinning(edges)
+    values = tricky_values(edges, np.random.default_rng(3), 2000)
+    assert b.index(values).tolist() == hand_index(edges.tolist(), values)
+
+
+def test_edges_are_a_frozen_copy() -> None:
+    src = np.array([1.0, 2.0, 3.0])
+    b = NumericBinning(src)
+    src[0] = 10.0  # the caller's array is not the binning's
+    assert b.edges.tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="read-only"):
+        b.edges[0] = 0.0
+    probe = np.tile([1.0, 1.5, 10.0], 100)
+    assert b.index(probe).tolist() == [0, 1, 3] * 100
 
 
 # -- categorical ---------------------------------------------------------------------
