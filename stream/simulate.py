@@ -689,6 +689,18 @@ def _check_version(version: Any, where: str) -> None:
         )
 
 
+def _check_window(start: Any, end: Any, where: str, open_end: str) -> None:
+    """A ``[start_seconds, end_seconds)`` window of simulated time; ``open_end`` says what
+    ``end_seconds=None`` means."""
+    if isinstance(start, bool) or not (_finite(start) and start >= 0):
+        raise ConfigError(f"{where}: start_seconds must be a number >= 0, not {start!r}")
+    if end is not None and not (_finite(end) and end > start):
+        raise ConfigError(
+            f"{where}: end_seconds must be None ({open_end}) or a number > start_seconds"
+            f" ({start:g}), not {end!r}"
+        )
+
+
 def _check_change(change: Any, where: str) -> float:
     if isinstance(change, bool) or not _finite(change) or change < 0:
         raise ConfigError(
@@ -761,19 +773,7 @@ class RolloutSpec:
         if not isinstance(self.model, str) or not self.model:
             raise ConfigError(f"{where}: model must be a non-empty name")
         _check_version(self.version, where)
-        if isinstance(self.start_seconds, bool) or not (
-            _finite(self.start_seconds) and self.start_seconds >= 0
-        ):
-            raise ConfigError(
-                f"{where}: start_seconds must be a number >= 0, not {self.start_seconds!r}"
-            )
-        if self.end_seconds is not None and not (
-            _finite(self.end_seconds) and self.end_seconds > self.start_seconds
-        ):
-            raise ConfigError(
-                f"{where}: end_seconds must be None (all events from start_seconds) or a number"
-                f" > start_seconds ({self.start_seconds:g}), not {self.end_seconds!r}"
-            )
+        _check_window(self.start_seconds, self.end_seconds, where, "all events from start_seconds")
         object.__setattr__(self, "change", _check_change(self.change, where))
 
     def share(self, elapsed: FloatArray) -> FloatArray:
@@ -872,17 +872,7 @@ class FaultSpec:
             raise ConfigError(
                 f"{where}: kind {kind!r} takes no feature (it acts on all of the model's events)"
             )
-        if not (_finite(self.start_seconds) and self.start_seconds >= 0):
-            raise ConfigError(
-                f"{where}: start_seconds must be a number >= 0, not {self.start_seconds!r}"
-            )
-        if self.end_seconds is not None and not (
-            _finite(self.end_seconds) and self.end_seconds > self.start_seconds
-        ):
-            raise ConfigError(
-                f"{where}: end_seconds must be None (until the end) or a number >"
-                f" start_seconds ({self.start_seconds:g}), not {self.end_seconds!r}"
-            )
+        _check_window(self.start_seconds, self.end_seconds, where, "until the end")
         default = _DEFAULT_FAULT_FACTORS.get(kind)
         if default is None:
             if self.factor is not None:
@@ -2400,15 +2390,8 @@ def parse_drift(
                 " events carry no slices); add --slices or drop the @SLICE=VALUE"
             )
         slice_ = (key, slice_value)
-    numbers: list[float] = []
-    for name, raw in zip(("AT_SECONDS", "MAGNITUDE"), parts[2:], strict=False):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise fail(f"{name} {raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise fail(f"{name} must be finite")
-        numbers.append(value)
+    numbers = [_number(raw, name, fail)
+               for name, raw in zip(("AT_SECONDS", "MAGNITUDE"), parts[2:], strict=False)]
     if numbers[0] < 0:
         raise fail("AT_SECONDS must be >= 0")
     specs = {m.name: m for m in (default_models() if models is None else models)}
@@ -2430,6 +2413,32 @@ def _number(raw: str, name: str, fail: Callable[[str], ConfigError]) -> float:
     if not math.isfinite(value):
         raise fail(f"{name} must be finite")
     return value
+
+
+def _window_of(raw: str, fail: Callable[[str], ConfigError]) -> tuple[float, float | None]:
+    """``START[-END]`` (seconds of simulated time) of ``--rollout`` and ``--fault``."""
+    if not raw:
+        raise fail("START is empty")
+    split = _WINDOW_SPLIT.match(raw)
+    if split is None or _is_number(raw):
+        start, end = _number(raw, "START", fail), None
+    else:
+        start, end = _number(split[1], "START", fail), _number(split[2], "END", fail)
+    if start < 0:
+        raise fail("START must be >= 0")
+    if end is not None and end <= start:
+        raise fail(f"END must be > START, got {raw!r}")
+    return start, end
+
+
+def _change_of(parts: list[str], index: int, fail: Callable[[str], ConfigError]) -> float:
+    """The optional ``CHANGE`` at ``parts[index]`` of ``--shadow`` and ``--rollout``."""
+    if len(parts) <= index:
+        return DEFAULT_CHANGE
+    change = _number(parts[index], "CHANGE", fail)
+    if change < 0:
+        raise fail("CHANGE must be >= 0 (0: an identical copy of the model)")
+    return change
 
 
 def _version(raw: str, fail: Callable[[str], ConfigError]) -> str:
@@ -2463,9 +2472,7 @@ def parse_shadow(text: str, models: Sequence[ModelSpec] | None = None) -> Shadow
     if not model:
         raise fail("MODEL is empty")
     version = _version(parts[1], fail)
-    change = _number(parts[2], "CHANGE", fail) if len(parts) == 3 else DEFAULT_CHANGE
-    if change < 0:
-        raise fail("CHANGE must be >= 0 (0: an identical copy of the model)")
+    change = _change_of(parts, 2, fail)
     specs = {m.name: m for m in (default_models() if models is None else models)}
     try:
         shadow = ShadowSpec(model, version, change)
@@ -2503,21 +2510,8 @@ def parse_rollout(text: str, models: Sequence[ModelSpec] | None = None) -> Rollo
     if not model:
         raise fail("MODEL is empty")
     version = _version(parts[1], fail)
-    window = parts[2]
-    if not window:
-        raise fail("START is empty")
-    split = _WINDOW_SPLIT.match(window)
-    if split is None or _is_number(window):
-        start, end = _number(window, "START", fail), None
-    else:
-        start, end = _number(split[1], "START", fail), _number(split[2], "END", fail)
-    if start < 0:
-        raise fail("START must be >= 0")
-    if end is not None and end <= start:
-        raise fail(f"END must be > START, got {window!r}")
-    change = _number(parts[3], "CHANGE", fail) if len(parts) == 4 else DEFAULT_CHANGE
-    if change < 0:
-        raise fail("CHANGE must be >= 0 (0: an identical copy of the model)")
+    start, end = _window_of(parts[2], fail)
+    change = _change_of(parts, 3, fail)
     specs = {m.name: m for m in (default_models() if models is None else models)}
     try:
         rollout = RolloutSpec(model, version, start, end, change)
@@ -2553,15 +2547,6 @@ def parse_fault(text: str, models: Sequence[ModelSpec] | None = None) -> FaultSp
             f" {', '.join(FAULT_KINDS)}, {_FAULT_EXAMPLES}"
         )
 
-    def number(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise fail(f"{name} {raw.strip()!r} is not a number") from None
-        if not math.isfinite(value):
-            raise fail(f"{name} must be finite")
-        return value
-
     parts = [part.strip() for part in str(text).split(":")]
     if len(parts) < 2:
         raise fail(f"expected 3 to 5 ':'-separated parts, got {len(parts)}")
@@ -2587,19 +2572,8 @@ def parse_fault(text: str, models: Sequence[ModelSpec] | None = None) -> FaultSp
         if rest[0][:1].isalpha() and not _is_window(rest[0]):
             raise fail(f"KIND {kind!r} takes no FEATURE (it acts on all of the model's events),"
                        f" and {rest[0]!r} is not a START[-END] window")
-    window = rest[0]
-    if not window:
-        raise fail("START is empty")
-    split = _WINDOW_SPLIT.match(window)
-    if split is None or _is_number(window):
-        start, end = number("START", window), None
-    else:
-        start, end = number("START", split[1]), number("END", split[2])
-    if start < 0:
-        raise fail("START must be >= 0")
-    if end is not None and end <= start:
-        raise fail(f"END must be > START, got {window!r}")
-    factor = number("FACTOR", rest[1]) if len(rest) > 1 else None
+    start, end = _window_of(rest[0], fail)
+    factor = _number(rest[1], "FACTOR", fail) if len(rest) > 1 else None
     try:
         fault = FaultSpec(model, kind, feature, start, end, factor)  # type: ignore[arg-type]
         specs = {m.name: m for m in (default_models() if models is None else models)}
