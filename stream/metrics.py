@@ -186,6 +186,12 @@ class LagMetrics:
                 metric.remove(*labels)
 
 
+def _series(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The series of a window report by metric name: features, then ``prediction.<part>``."""
+    return list(report["features"].items()) + [
+        (f"prediction.{k}", v) for k, v in report["prediction"].items()]
+
+
 class Metrics:
     """All metrics of one worker, on a private registry."""
 
@@ -334,10 +340,7 @@ class Metrics:
         if report.get("slice"):
             self._observe_slice_report(report)
             return
-        series = list(report["features"].items()) + [
-            (f"prediction.{k}", v) for k, v in report["prediction"].items()
-        ]
-        for name, stats in series:
+        for name, stats in _series(report):
             key = (model, version, name)
             if key not in self._feature_series:
                 if len(self._feature_series) >= self.max_feature_series:
@@ -366,9 +369,7 @@ class Metrics:
     def _observe_slice_report(self, report: dict[str, Any]) -> None:
         model, version = report["model"], report["model_version"] or ""
         sk, sv = report["slice"]["key"], report["slice"]["value"]
-        series = list(report["features"].items()) + [
-            (f"prediction.{k}", v) for k, v in report["prediction"].items()]
-        for name, stats in series:
+        for name, stats in _series(report):
             key = (model, version, sk, sv, name)
             if key not in self._slice_series:
                 if (len(self._feature_series) + len(self._slice_series)

@@ -97,31 +97,27 @@ class SliceSelector:
         order; promotes values and counts the pooled and missing events on the way."""
         rows: dict[str, list[int]] = {}
         tracked = self._tracked
-        if self.full:
-            for i, v in enumerate(values):
-                if v in tracked:
-                    rows.setdefault(v, []).append(i)
-                elif v is None:
-                    self.missing_events += 1
-                else:
-                    self.pooled_events += 1
-            return rows
+        full = self.full
+        pooled = missing = 0
         for i, v in enumerate(values):
-            if v is None:
-                self.missing_events += 1
-            elif v in tracked:
+            if v in tracked:
                 rows.setdefault(v, []).append(i)
-            elif self.full:
-                self.pooled_events += 1
+            elif v is None:
+                missing += 1
+            elif full:  # once every slot is taken, a set lookup per event
+                pooled += 1
             elif self._count(v) >= self.min_events:
                 del self._counts[v]
                 self.tracked.append(v)
                 tracked.add(v)
                 rows[v] = [i]  # the promoting event is the slice's first
-                if self.full:
+                full = self.full
+                if full:
                     self._counts, self._heap = {}, []
             else:
-                self.pooled_events += 1
+                pooled += 1
+        self.pooled_events += pooled
+        self.missing_events += missing
         return rows
 
     def _count(self, value: str) -> int:
