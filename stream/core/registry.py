@@ -177,16 +177,17 @@ class MonitorRegistry:
         shadow_part = None
         if accepted is not None and accepted.get("deployment") and accepted["prediction"]:
             accepted, shadow_part = self._shadow_split(model, accepted, config, result)
-        if accepted is not None and config.quality_enabled:
+        if config.quality_enabled and (accepted is not None or shadow_part is not None):
+            # a batch may hold shadow predictions only: both sides' joins start together
             qm = self._quality(model, create=config.label_join_start == "always")
-            if qm is not None:
+            if qm is not None and accepted is not None:
                 before = qm.join.counters
                 out = qm.add_predictions(accepted)
                 result.quality.extend(out)
                 self._observe_quality(model, "production", out)
                 _count(result, before, qm)
                 self._quality_dirty.add(model)
-            if shadow_part is not None and (qm is not None or model in self.shadow_quality):
+            if qm is not None and shadow_part is not None:
                 sqm = self._shadow_quality(model)
                 if sqm is not None:
                     self._shadow_quality_out(model, sqm.add_predictions(shadow_part), result)

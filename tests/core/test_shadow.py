@@ -180,6 +180,17 @@ def test_registry_compares_both_sides_quality_and_says_which_is_ahead() -> None:
     assert again.shadow.reports and again.shadow.reports[0]["ahead"] == "production"
 
 
+def test_shadow_predictions_in_batches_of_their_own_reach_the_shadow_join() -> None:
+    reg = MonitorRegistry(lambda m: CFG, max_models=10)
+    evs = pairs(400, 0, 15, 0.35)
+    for side in ("production", "shadow"):  # each side published on its own
+        mine = [e for e in evs if e["deployment"] == side]
+        reg.handle({"type": "columns", "model": "m", "columns": columns_from_events(mine)})
+    lab = reg.handle({"type": "labels", "model": "m", "labels": labels_for(evs, 16)})
+    shadow_quality = [r for r in lab.quality.reports if r.get("deployment") == "shadow"]
+    assert [r["window"]["count"] for r in shadow_quality] == [200, 200]
+
+
 def test_a_model_without_shadow_traffic_gets_no_comparator() -> None:
     reg = MonitorRegistry(lambda m: CFG, max_models=10)
     evs = [e for e in pairs(300, 0, 14, 0.1) if e["deployment"] == "production"]
