@@ -212,18 +212,20 @@ class ShadowComparator:
         cfg = self.config
         w, self.window = self.window, _Window()
         self._expire()
+        # the window is closed when full (n >= 1): either side of this test has pairs
         regression = w.regression * 2 > w.n
         gap: float | None
+        mad: float | None = None
+        rel: float | None = None
+        disagreement: float | None = None
         if regression:
-            mad = w.abs_diff / w.regression if w.regression else None
+            mad = w.abs_diff / w.regression
             rel = w.abs_diff / w.abs_prod if w.abs_prod > 0 else None
             gap, warn, crit = rel, cfg.shadow_relative_diff_warning, cfg.shadow_relative_diff_critical
-            disagreement = None
         else:
-            disagreement = w.disagree / (w.n - w.regression) if w.n > w.regression else None
+            disagreement = w.disagree / (w.n - w.regression)
             gap, warn, crit = (disagreement, cfg.shadow_disagreement_warning,
                                cfg.shadow_disagreement_critical)
-            mad = rel = None
         window = {"kind": "count", "index": self.index, "start": w.ts_min, "end": w.ts_max,
                   "count": w.n}
         self.index += 1
