@@ -29,6 +29,8 @@ import hashlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from stream.core.slices import slice_label
+
 __all__ = [
     "AlertState",
     "Transition",
@@ -215,7 +217,7 @@ def alert_event(
         "message": message,
     }
     if slice_ is not None:
-        event["slice"] = {"key": slice_[0], "value": slice_[1]}
+        event["slice"] = slice_label(*slice_)
     return event
 
 
