@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 __all__ = [
     "PREDICTION_PARTS",
+    "ColumnsBuilder",
     "SeriesKey",
     "column",
     "columns_from_events",
@@ -81,6 +82,143 @@ def series_name(key: SeriesKey) -> str:
     return key[1] if key[0] == "feature" else f"prediction.{key[1]}"
 
 
+class ColumnsBuilder:
+    """A columnar batch built one event at a time: what :func:`columns_from_events`
+    returns for the same events, without keeping a normalised dict per event.
+
+    :meth:`append` takes the common shape (an event without attributions, slices or
+    deployment) as fields, which the ingest stage fills straight from the decoded JSON;
+    :meth:`append_event` takes any normalised event. They can be mixed.
+
+    >>> b = ColumnsBuilder()
+    >>> b.append("a", "v1", 1.0, {"x": 1}, "no", 0.2, None)
+    >>> b.append_event({"event_id": "b", "model_version": "v1", "ts": 2.0,
+    ...                 "features": {"x": 2}, "slices": {"region": "eu"}})
+    >>> cols = b.build()
+    >>> cols["features"], cols["prediction"]["score"], cols["slices"], len(b)
+    ({'x': [1, 2]}, [0.2, None], {'region': [None, 'eu']}, 2)
+    """
+
+    __slots__ = ("_event_id", "_features", "_getter", "_has_prediction", "_k", "_label",
+                 "_mixed", "_model_version", "_names", "_optional", "_score", "_ts", "_value")
+
+    def __init__(self) -> None:
+        self._event_id: list[Any] = []
+        self._model_version: list[Any] = []
+        self._ts: list[float] = []
+        #: per event, its feature values in the order of ``_names`` (a tuple), or the
+        #: features dict itself when its names are not ``_names``
+        self._features: list[tuple[Any, ...] | dict[str, Any]] = []
+        self._names: tuple[str, ...] | None = None  # the first event's names, sorted
+        self._getter: Any = None
+        self._k = -1  # len(_names), once set
+        self._mixed = False  # some event's names are not ``_names``
+        self._label: list[Any] = []
+        self._score: list[Any] = []
+        self._value: list[Any] = []
+        self._has_prediction = False
+        #: row -> the event, for rows with attributions, slices or a deployment
+        self._optional: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def append(self, event_id: str | None, model_version: str | None, ts: float,
+               features: dict[str, Any], label: Any = None, score: Any = None,
+               value: Any = None, *, prediction: bool = True) -> None:
+        """One event of the common shape. ``prediction=False`` for an event without a
+        prediction (a feature event): its ``label``, ``score`` and ``value`` are ignored."""
+        self._event_id.append(event_id)
+        self._model_version.append(model_version)
+        self._ts.append(ts)
+        # The values are read while the decoded dict is still in the CPU cache, and the
+        # dict can be freed: transposing thousands of dicts later costs cache misses.
+        if len(features) == self._k:
+            try:
+                self._features.append(self._getter(features))
+            except KeyError:
+                self._features.append(features)
+                self._mixed = True
+        elif self._names is None and len(features) > 1:
+            self._names = tuple(sorted(features))
+            self._k = len(self._names)
+            self._getter = itemgetter(*self._names)
+            self._features.append(self._getter(features))
+        else:
+            self._features.append(features)
+            self._mixed = True
+        if prediction:
+            self._has_prediction = True
+            self._label.append(label)
+            self._score.append(score)
+            self._value.append(value)
+        else:
+            self._label.append(None)
+            self._score.append(None)
+            self._value.append(None)
+
+    def append_event(self, e: dict[str, Any]) -> None:
+        """One normalised event (``stream.core.events``), of any shape."""
+        if e.get("attributions") or e.get("slices") or e.get("deployment"):
+            self._optional[len(self._ts)] = e
+        p = e.get("prediction")
+        if p:
+            self.append(e.get("event_id"), e.get("model_version"), e["ts"], e["features"],
+                        p["label"], p["score"], p["value"])
+        else:
+            self.append(e.get("event_id"), e.get("model_version"), e["ts"], e["features"],
+                        prediction=False)
+
+    def build(self) -> dict[str, Any]:
+        """The columnar batch of the events appended so far."""
+        rows, names = self._features, self._names
+        features: dict[str, list[Any]]
+        if not rows:
+            features = {}
+        elif not self._mixed:
+            assert names is not None
+            # every event has the same feature names (the usual case): transpose at C speed
+            features = {n: list(c) for n, c in zip(names, zip(*rows, strict=True), strict=True)}
+        else:
+            feats = [r if type(r) is dict else dict(zip(names, r, strict=True))  # type: ignore[arg-type]
+                     for r in rows]
+            features = {n: [f.get(n) for f in feats] for n in sorted(set().union(*feats))}
+        out: dict[str, Any] = {
+            "n": len(self._ts),
+            "event_id": list(self._event_id),
+            "model_version": list(self._model_version),
+            "ts": list(self._ts),
+            "features": features,
+            "prediction": {"label": list(self._label), "score": list(self._score),
+                           "value": list(self._value)} if self._has_prediction else None,
+        }
+        if self._optional:
+            self._build_optional(out)
+        return out
+
+    def _build_optional(self, out: dict[str, Any]) -> None:
+        n, rows = len(self._ts), self._optional
+        attrs = [rows[i].get("attributions") if i in rows else None for i in range(n)]
+        if any(attrs):
+            names = sorted(set().union(*filter(None, attrs)))
+            first = attrs[0].keys() if attrs[0] else None
+            if len(names) > 1 and all(a is not None and a.keys() == first for a in attrs):
+                # every event attributes the same features: transpose
+                columns = zip(*map(itemgetter(*names), cast("list[dict[str, Any]]", attrs)),
+                              strict=True)
+                out["attributions"] = {n: list(c) for n, c in zip(names, columns, strict=True)}
+            else:
+                out["attributions"] = {n: [a.get(n) if a else None for a in attrs]
+                                       for n in names}
+        tags = [rows[i].get("slices") if i in rows else None for i in range(n)]
+        if any(tags):
+            out["slices"] = {k: [s.get(k) if s else None for s in tags]
+                             for k in sorted(set().union(*filter(None, tags)))}
+        deployment = [rows[i].get("deployment") if i in rows else None for i in range(n)]
+        if any(deployment):
+            out["deployment"] = deployment
+
+
 def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A columnar batch of normalised events (what travels on the by-model topic).
 
@@ -104,48 +242,10 @@ def columns_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     >>> cols["slices"], cols["deployment"]
     ({'region': ['eu', None]}, ['shadow', None])
     """
-    feats = [e["features"] for e in events]
-    names = sorted(set().union(*feats))
-    first = feats[0].keys() if feats else None
-    if len(names) > 1 and all(f.keys() == first for f in feats):
-        # every event has the same feature names (the usual case): transpose at C speed
-        columns = zip(*map(itemgetter(*names), feats), strict=True)
-        features = {n: list(col) for n, col in zip(names, columns, strict=True)}
-    else:
-        features = {n: [f.get(n) for f in feats] for n in names}
-    prediction = None
-    if any(e.get("prediction") for e in events):
-        prediction = {
-            part: [p[part] if (p := e.get("prediction")) else None for e in events]
-            for part in PREDICTION_PARTS
-        }
-    out = {
-        "n": len(events),
-        "event_id": [e.get("event_id") for e in events],
-        "model_version": [e.get("model_version") for e in events],
-        "ts": [e["ts"] for e in events],
-        "features": features,
-        "prediction": prediction,
-    }
-    attrs = [e.get("attributions") for e in events]
-    if any(attrs):
-        names = sorted(set().union(*filter(None, attrs)))
-        first = attrs[0].keys() if attrs[0] else None
-        if len(names) > 1 and all(a is not None and a.keys() == first for a in attrs):
-            # every event attributes the same features (the usual case): transpose
-            columns = zip(*map(itemgetter(*names), cast("list[dict[str, Any]]", attrs)),
-                          strict=True)
-            out["attributions"] = {n: list(c) for n, c in zip(names, columns, strict=True)}
-        else:
-            out["attributions"] = {n: [a.get(n) if a else None for a in attrs] for n in names}
-    tags = [e.get("slices") for e in events]
-    if any(tags):
-        out["slices"] = {k: [s.get(k) if s else None for s in tags]
-                         for k in sorted(set().union(*filter(None, tags)))}
-    deployment = [e.get("deployment") for e in events]
-    if any(deployment):
-        out["deployment"] = deployment
-    return out
+    builder = ColumnsBuilder()
+    for e in events:
+        builder.append_event(e)
+    return builder.build()
 
 
 def column(cols: dict[str, Any], key: SeriesKey) -> list[Any]:

@@ -55,6 +55,7 @@ __all__ = [
     "normalize_event",
     "normalize_label",
     "parse_ts",
+    "plain_event",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -313,6 +314,75 @@ def normalize_event(obj: Any, kind: str, *, from_json: bool = False) -> dict[str
         )
     _optional(obj, event)
     return event
+
+
+#: Fields that send an event down :func:`normalize_event`'s full path.
+_OPTIONAL_FIELDS: Final = frozenset(
+    {"schema_version", "slices", "attributions", "latency_ms", "deployment"})
+_LABEL_TYPES: Final = (str, bool, int)
+
+#: ``(event_id, model, model_version, ts, features, label, score, value)``
+PlainEvent = tuple[str, str, str | None, float, dict[str, Any], Any, float | None, float | None]
+
+
+def plain_event(obj: Any, kind: str) -> PlainEvent | None:
+    """The fields of a decoded JSON value that is a valid ``kind`` event of the common
+    shape, or ``None`` when it is anything else (an invalid event, or one with optional
+    fields): such values must go through :func:`normalize_event`, which says precisely
+    what is wrong or returns their normal form.
+
+    The fields are ``(event_id, model, model_version, ts, features, label, score,
+    value)``, exactly what :func:`normalize_event` would put in the normal form
+    (``label``, ``score`` and ``value`` are ``None`` for a feature event). It is the
+    ingest stage's per-event work: no dict is built.
+
+    >>> plain_event({"event_id": "a", "model": "m", "ts": 2, "features": {"x": 1.5},
+    ...              "prediction": {"label": True, "score": 1}}, "prediction")
+    ('a', 'm', None, 2.0, {'x': 1.5}, True, 1.0, None)
+    >>> plain_event({"event_id": "a", "model": "m", "ts": 2, "features": {},
+    ...              "prediction": 3}, "prediction")[5:]
+    (None, None, 3.0)
+    >>> plain_event({"event_id": "a", "model": "m", "ts": 2, "features": {},
+    ...              "slices": {"region": "eu"}}, "feature") is None
+    True
+    """
+    if type(obj) is not dict or not _OPTIONAL_FIELDS.isdisjoint(obj):
+        return None
+    eid, model, version = obj.get("event_id"), obj.get("model"), obj.get("model_version")
+    ts, features = obj.get("ts"), obj.get("features")
+    if not (
+        type(eid) is str and 0 < len(eid) <= _MAX_ID_LEN
+        and type(model) is str and 0 < len(model) <= _MAX_NAME_LEN
+        and (version is None or (type(version) is str and 0 < len(version) <= _MAX_NAME_LEN))
+        and (type(ts) is float or type(ts) is int) and 0.0 <= ts < _MAX_EPOCH_SECONDS
+        and type(features) is dict and _FEATURE_TYPES.issuperset(map(type, features.values()))
+    ):
+        return None
+    label: Any = None
+    score: Any = None
+    value: float | None = None
+    if kind == "prediction":
+        pred: Any = obj.get("prediction")
+        t = type(pred)
+        if t is dict:
+            label, score = pred.get("label"), pred.get("score")
+            if pred.get("scores") is not None or (label is None and score is None):
+                return None
+            if label is not None and type(label) not in _LABEL_TYPES:
+                return None
+            if score is not None:
+                if not ((type(score) is float or type(score) is int) and 0.0 <= score <= 1.0):
+                    return None
+                score = float(score)
+        elif t is str or t is bool:
+            label = pred
+        elif t is float or t is int:
+            value = float(pred)
+        else:
+            return None
+    elif "prediction" in obj:
+        return None
+    return eid, model, version, float(ts), features, label, score, value
 
 
 def _optional(obj: dict[str, Any], event: dict[str, Any]) -> None:

@@ -42,9 +42,9 @@ import orjson
 
 from stream.config import Settings
 from stream.core.clock import Clock, SystemClock
-from stream.core.columns import columns_from_events
+from stream.core.columns import ColumnsBuilder
 from stream.core.deadletter import dead_letter_record
-from stream.core.events import decode_message, normalize_event, normalize_label
+from stream.core.events import decode_message, normalize_event, normalize_label, plain_event
 from stream.errors import InvalidEvent
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
@@ -126,28 +126,50 @@ def route(
     >>> out.dead_letters[0]["reason"], out.dead_letters[0]["source"], out.accepted
     ('missing_field', {'topic': 'l', 'partition': 1, 'offset': 7, 'index': 1}, {'l': 1})
     """
-    # model -> (events, labels), in order of first appearance
-    by_model: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    # model -> (event column builders, labels), in order of first appearance
+    by_model: dict[str, tuple[list[ColumnsBuilder], list[dict[str, Any]]]] = {}
     out = RoutedBatch()
     accepted = out.accepted
+
+    def builder(model: str) -> ColumnsBuilder:
+        slot = by_model.get(model)
+        if slot is None:
+            slot = by_model[model] = ([ColumnsBuilder()], [])
+        b = slot[0][-1]
+        if len(b) >= ENVELOPE_MAX_EVENTS:
+            b = ColumnsBuilder()
+            slot[0].append(b)
+        return b
+
+    def add(e: dict[str, Any], is_label: bool) -> None:
+        if is_label:
+            by_model.setdefault(e["model"], ([ColumnsBuilder()], []))[1].append(e)
+        else:
+            builder(e["model"]).append_event(e)
+
     for rec in records:
         kind = kinds[rec.topic]
-        slot = 1 if kind == "label" else 0
+        is_label = kind == "label"
         value = rec.value
-        # Fast path, the common case: a message holding one valid event or label.
+        # Fast path, the common case: a message holding one valid event or label, taken
+        # from the decoded JSON straight into its model's columns.
         if value and len(value) <= max_message_bytes and value[:1] == b"{":
             try:
                 obj = orjson.loads(value)
-                e = normalize_label(obj) if slot else normalize_event(obj, kind, from_json=True)
+                if not is_label and (f := plain_event(obj, kind)) is not None:
+                    builder(f[1]).append(f[0], f[2], f[3], f[4], f[5], f[6], f[7],
+                                         prediction=kind == "prediction")
+                else:
+                    add(normalize_label(obj) if is_label
+                        else normalize_event(obj, kind, from_json=True), is_label)
             except (orjson.JSONDecodeError, InvalidEvent):
                 pass  # the general path below says precisely what is wrong
             else:
-                by_model.setdefault(e["model"], ([], []))[slot].append(e)
                 accepted[rec.topic] = accepted.get(rec.topic, 0) + 1
                 continue
         batch = decode_message(value, kind, max_bytes=max_message_bytes)
         for e in batch.events:
-            by_model.setdefault(e["model"], ([], []))[slot].append(e)
+            add(e, is_label)
         if batch.events:
             accepted[rec.topic] = accepted.get(rec.topic, 0) + len(batch.events)
         for rej in batch.rejects:
@@ -155,12 +177,12 @@ def route(
                 dead_letter_record(rej, topic=rec.topic, partition=rec.partition,
                                    offset=rec.offset, now=now, max_bytes=dead_letter_max_bytes)
             )
-    for model, (events, labels) in by_model.items():
+    for model, (builders, labels) in by_model.items():
         p = partition_for(model, partitions)
-        for i in range(0, len(events), ENVELOPE_MAX_EVENTS):
-            cols = columns_from_events(events[i:i + ENVELOPE_MAX_EVENTS])
-            value = orjson.dumps({"type": "columns", "model": model, "columns": cols})
-            out.envelopes.append((model, p, value))
+        for b in builders:
+            if len(b):
+                value = orjson.dumps({"type": "columns", "model": model, "columns": b.build()})
+                out.envelopes.append((model, p, value))
         for i in range(0, len(labels), ENVELOPE_MAX_EVENTS):
             out.envelopes.append((model, p, _labels_envelope(model, labels[i:i + ENVELOPE_MAX_EVENTS])))
     return out
