@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -50,6 +50,8 @@ __all__ = [
     "REASONS",
     "SCHEMA_VERSION",
     "DecodedBatch",
+    "EventSink",
+    "PlainEvent",
     "Rejection",
     "decode_message",
     "normalize_event",
@@ -92,6 +94,9 @@ _RFC3339: Final = re.compile(
 )
 
 
+#: ``(event_id, model, model_version, ts, features, label, score, value)``
+PlainEvent = tuple[str, str, str | None, float, dict[str, Any], Any, float | None, float | None]
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """One event that could not be accepted.
@@ -113,6 +118,17 @@ class DecodedBatch:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Rejection] = field(default_factory=list)
+    #: events handed to an :class:`EventSink` instead of ``events``
+    sunk: int = 0
+
+
+class EventSink(Protocol):
+    """Where :func:`decode_message` puts accepted events, in order, when given one:
+    events of the common shape as :data:`PlainEvent` fields, the others normalised."""
+
+    def add_plain(self, fields: PlainEvent) -> None: ...
+
+    def add_event(self, event: dict[str, Any]) -> None: ...
 
 
 def _fail(reason: str, message: str) -> InvalidEvent:
@@ -321,9 +337,6 @@ _OPTIONAL_FIELDS: Final = frozenset(
     {"schema_version", "slices", "attributions", "latency_ms", "deployment"})
 _LABEL_TYPES: Final = (str, bool, int)
 
-#: ``(event_id, model, model_version, ts, features, label, score, value)``
-PlainEvent = tuple[str, str, str | None, float, dict[str, Any], Any, float | None, float | None]
-
 
 def plain_event(obj: Any, kind: str) -> PlainEvent | None:
     """The fields of a decoded JSON value that is a valid ``kind`` event of the common
@@ -476,11 +489,12 @@ def _loads(raw: bytes) -> Any:
 
 
 def decode_message(
-    value: bytes | None, kind: str, *, max_bytes: int = 1 << 20
+    value: bytes | None, kind: str, *, max_bytes: int = 1 << 20, sink: EventSink | None = None
 ) -> DecodedBatch:
     """Decode one Kafka message value: an event, a JSON array of events, or JSON Lines.
 
-    Never raises on bad input: each bad event becomes a :class:`Rejection`.
+    Never raises on bad input: each bad event becomes a :class:`Rejection`. With a
+    ``sink``, accepted events go to it (counted in ``sunk``) instead of ``events``.
 
     >>> b = decode_message(b'[{"event_id": "a", "model": "m", "ts": 1, "features": {}},'
     ...                    b' 7]', "feature")
@@ -490,7 +504,7 @@ def decode_message(
     'oversize'
     """
     batch = DecodedBatch()
-    normalize = _normalizer(kind)
+    accept = _acceptor(kind, batch, sink)
     if not value:
         batch.rejects.append(Rejection("empty_message", "the message has no value", b""))
         return batch
@@ -507,7 +521,7 @@ def decode_message(
         obj = _loads(value)
     except InvalidEvent as exc:
         if exc.reason == "invalid_json" and b"\n" in value.strip():
-            return _decode_lines(value, kind, batch)
+            return _decode_lines(value, accept, batch)
         batch.rejects.append(Rejection(exc.reason, str(exc), value))
         return batch
     if type(obj) is list:
@@ -516,28 +530,52 @@ def decode_message(
             return batch
         for i, item in enumerate(obj):
             try:
-                batch.events.append(normalize(item))
+                accept(item)
             except InvalidEvent as exc:
                 batch.rejects.append(Rejection(exc.reason, str(exc), _reencode(item), i))
         return batch
     try:
-        batch.events.append(normalize(obj))
+        accept(obj)
     except InvalidEvent as exc:
         batch.rejects.append(Rejection(exc.reason, str(exc), value))
     return batch
 
 
-def _decode_lines(value: bytes, kind: str, batch: DecodedBatch) -> DecodedBatch:
-    normalize = _normalizer(kind)
+def _decode_lines(value: bytes, accept: Callable[[Any], None],
+                  batch: DecodedBatch) -> DecodedBatch:
     for i, line in enumerate(value.splitlines()):
         if not line.strip():
             continue
         try:
-            obj = _loads(line)
-            batch.events.append(normalize(obj))
+            accept(_loads(line))
         except InvalidEvent as exc:
             batch.rejects.append(Rejection(exc.reason, str(exc), line, i))
     return batch
+
+
+def _acceptor(kind: str, batch: DecodedBatch,
+              sink: EventSink | None) -> Callable[[Any], None]:
+    """Validates one decoded value and puts it where it goes; raises ``InvalidEvent``."""
+    normalize = _normalizer(kind)
+    if sink is None:
+        def accept(obj: Any) -> None:
+            batch.events.append(normalize(obj))
+        return accept
+    add_plain, add_event = sink.add_plain, sink.add_event
+    if kind == "label":
+        def accept_label(obj: Any) -> None:
+            add_event(normalize(obj))
+            batch.sunk += 1
+        return accept_label
+
+    def accept_event(obj: Any) -> None:
+        fields = plain_event(obj, kind)
+        if fields is not None:
+            add_plain(fields)
+        else:
+            add_event(normalize(obj))
+        batch.sunk += 1
+    return accept_event
 
 
 def _normalizer(kind: str) -> Callable[[Any], dict[str, Any]]:

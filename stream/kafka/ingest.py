@@ -44,8 +44,7 @@ from stream.config import Settings
 from stream.core.clock import Clock, SystemClock
 from stream.core.columns import ColumnsBuilder
 from stream.core.deadletter import dead_letter_record
-from stream.core.events import decode_message, normalize_event, normalize_label, plain_event
-from stream.errors import InvalidEvent
+from stream.core.events import PlainEvent, decode_message, plain_event
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
 from stream.metrics import Metrics
@@ -126,58 +125,33 @@ def route(
     >>> out.dead_letters[0]["reason"], out.dead_letters[0]["source"], out.accepted
     ('missing_field', {'topic': 'l', 'partition': 1, 'offset': 7, 'index': 1}, {'l': 1})
     """
-    # model -> (event column builders, labels), in order of first appearance
-    by_model: dict[str, tuple[list[ColumnsBuilder], list[dict[str, Any]]]] = {}
+    by_model = _ByModel()
     out = RoutedBatch()
     accepted = out.accepted
-
-    def builder(model: str) -> ColumnsBuilder:
-        slot = by_model.get(model)
-        if slot is None:
-            slot = by_model[model] = ([ColumnsBuilder()], [])
-        b = slot[0][-1]
-        if len(b) >= ENVELOPE_MAX_EVENTS:
-            b = ColumnsBuilder()
-            slot[0].append(b)
-        return b
-
-    def add(e: dict[str, Any], is_label: bool) -> None:
-        if is_label:
-            by_model.setdefault(e["model"], ([ColumnsBuilder()], []))[1].append(e)
-        else:
-            builder(e["model"]).append_event(e)
-
     for rec in records:
         kind = kinds[rec.topic]
-        is_label = kind == "label"
         value = rec.value
-        # Fast path, the common case: a message holding one valid event or label, taken
-        # from the decoded JSON straight into its model's columns.
-        if value and len(value) <= max_message_bytes and value[:1] == b"{":
+        # Fast path, the common case: a message holding one valid event of the common
+        # shape, taken from the decoded JSON straight into its model's columns.
+        if (kind != "label" and value and len(value) <= max_message_bytes
+                and value[:1] == b"{"):
             try:
-                obj = orjson.loads(value)
-                if not is_label and (f := plain_event(obj, kind)) is not None:
-                    builder(f[1]).append(f[0], f[2], f[3], f[4], f[5], f[6], f[7],
-                                         prediction=kind == "prediction")
-                else:
-                    add(normalize_label(obj) if is_label
-                        else normalize_event(obj, kind, from_json=True), is_label)
-            except (orjson.JSONDecodeError, InvalidEvent):
-                pass  # the general path below says precisely what is wrong
-            else:
+                fields = plain_event(orjson.loads(value), kind)
+            except orjson.JSONDecodeError:
+                fields = None  # the general path below says precisely what is wrong
+            if fields is not None:
+                by_model.add_plain(fields)
                 accepted[rec.topic] = accepted.get(rec.topic, 0) + 1
                 continue
-        batch = decode_message(value, kind, max_bytes=max_message_bytes)
-        for e in batch.events:
-            add(e, is_label)
-        if batch.events:
-            accepted[rec.topic] = accepted.get(rec.topic, 0) + len(batch.events)
+        batch = decode_message(value, kind, max_bytes=max_message_bytes, sink=by_model)
+        if batch.sunk:
+            accepted[rec.topic] = accepted.get(rec.topic, 0) + batch.sunk
         for rej in batch.rejects:
             out.dead_letters.append(
                 dead_letter_record(rej, topic=rec.topic, partition=rec.partition,
                                    offset=rec.offset, now=now, max_bytes=dead_letter_max_bytes)
             )
-    for model, (builders, labels) in by_model.items():
+    for model, (builders, labels) in by_model.models.items():
         p = partition_for(model, partitions)
         for b in builders:
             if len(b):
@@ -186,6 +160,38 @@ def route(
         for i in range(0, len(labels), ENVELOPE_MAX_EVENTS):
             out.envelopes.append((model, p, _labels_envelope(model, labels[i:i + ENVELOPE_MAX_EVENTS])))
     return out
+
+
+class _ByModel:
+    """Accepted events and labels grouped by model, in order of first appearance: each
+    model's events in column builders of at most :data:`ENVELOPE_MAX_EVENTS` rows, its
+    labels in a list (an :class:`~stream.core.events.EventSink`)."""
+
+    __slots__ = ("models",)
+
+    def __init__(self) -> None:
+        self.models: dict[str, tuple[list[ColumnsBuilder], list[dict[str, Any]]]] = {}
+
+    def _builder(self, model: str) -> ColumnsBuilder:
+        slot = self.models.get(model)
+        if slot is None:
+            slot = self.models[model] = ([ColumnsBuilder()], [])
+        b = slot[0][-1]
+        if len(b) >= ENVELOPE_MAX_EVENTS:
+            b = ColumnsBuilder()
+            slot[0].append(b)
+        return b
+
+    def add_plain(self, f: PlainEvent) -> None:
+        self._builder(f[1]).append(f[0], f[2], f[3], f[4], f[5], f[6], f[7],
+                                   prediction=f[5] is not None or f[6] is not None
+                                   or f[7] is not None)
+
+    def add_event(self, e: dict[str, Any]) -> None:
+        if "features" not in e:  # a normalised label
+            self.models.setdefault(e["model"], ([ColumnsBuilder()], []))[1].append(e)
+        else:
+            self._builder(e["model"]).append_event(e)
 
 
 def _labels_envelope(model: str, labels: list[dict[str, Any]]) -> bytes:

@@ -172,23 +172,38 @@ def oracle_route(records: list[Record], kinds: dict[str, str]) -> list[tuple[str
     return out
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_route_equals_the_general_path(seed: int) -> None:
     rng = random.Random(seed)
-    kinds = {"p": "prediction", "f": "feature"}
+    # feature events alone too: their columns have no prediction
+    kinds = {"p": "prediction", "f": "feature"} if seed % 4 else {"f": "feature"}
     records = []
     for i in range(rng.choice([50, 1200])):
         topic = rng.choice(list(kinds))
         obj = random_object(rng, i)
         if topic == "p" and isinstance(obj, dict) and "prediction" not in obj:
             obj["prediction"] = 0.5
-        value = orjson.dumps(obj) if rng.random() < 0.95 else b'{"event_id": '
+        r = rng.random()
+        if r < 0.05:
+            value = b'{"event_id": '
+        elif r < 0.2:  # an envelope: a JSON array or JSON Lines of several events
+            items = [obj, *(random_object(rng, 10_000 * (i + 1) + j) for j in range(5))]
+            if topic == "p":
+                for item in items:
+                    if isinstance(item, dict):
+                        item.setdefault("prediction", 0.25)
+            value = (orjson.dumps(items) if rng.random() < 0.5
+                     else b"\n".join(orjson.dumps(item) for item in items) + b"\n{oops\n")
+        else:
+            value = orjson.dumps(obj)
         records.append(Record(topic, 0, i, value))
     out = route(records, kinds=kinds, partitions=4, max_message_bytes=1 << 20,
                 dead_letter_max_bytes=1000, now=0.0)
     assert out.envelopes == oracle_route(records, kinds)
     rejected = sum(len(decode_message(r.value, kinds[r.topic]).rejects) for r in records)
     assert len(out.dead_letters) == rejected > 0
+    assert [d["source"].get("index") for d in out.dead_letters] == [
+        rej.index for r in records for rej in decode_message(r.value, kinds[r.topic]).rejects]
     assert sum(out.accepted.values()) == sum(
         len(decode_message(r.value, kinds[r.topic]).events) for r in records)
 
