@@ -116,26 +116,35 @@ class AdwinDetector:
         detections = 0
         if full:
             means = values[:full].reshape(-1, self.chunk).mean(axis=1).astype(np.float32)
+            adwin, history = self._adwin, self._history
+            feed: Any = adwin.update
+            detected = False
             for m in means.tolist():
-                detections += self._feed(m)
+                feed(m)
+                detected = adwin.drift_detected
+                if detected:
+                    # river resets its window on the next update; so does our history
+                    detections += 1
+                    self._trim_history(0)
+                else:
+                    history.append(m)
+            self.n_inputs += len(means)
+            self.n_detections += detections
+            self._trim_history(self.max_history)
+            # river keeps reporting the pre-reset mean until the next input
+            self._estimation_after_drift = float(adwin.estimation) if detected else None
         self._drift_detected = detections > 0
         return detections
 
-    def _feed(self, x: float) -> int:
-        self._adwin.update(x)  # type: ignore[no-untyped-call]
-        self.n_inputs += 1
-        self._estimation_after_drift = None
-        if self._adwin.drift_detected:
-            self._estimation_after_drift = float(self._adwin.estimation)
-            # river resets its window on the next update; so does our history.
-            self.n_detections += 1
-            del self._history[:]
-            return 1
-        self._history.append(x)
-        if len(self._history) > self.max_history:
-            del self._history[0]
-            self.history_dropped += 1
-        return 0
+    def _trim_history(self, keep: int) -> None:
+        """Keep the last ``keep`` inputs; what goes beyond ``max_history`` is counted as
+        dropped (a reset empties the history without dropping anything)."""
+        history = self._history
+        over = len(history) - self.max_history
+        if over > 0:
+            self.history_dropped += over
+        if len(history) > keep:
+            del history[:len(history) - keep]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe state: parameters, counters, the pending partial chunk and history."""

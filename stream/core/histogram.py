@@ -190,6 +190,7 @@ def as_category(value: Any) -> str | None:
 
 
 _STRINGS_OR_NONE = frozenset({str, type(None)})
+_BOOLS_OR_NONE = frozenset({bool, type(None)})
 
 
 class CategoricalBinning:
@@ -204,6 +205,11 @@ class CategoricalBinning:
         self._index = {c: i for i, c in enumerate(self.categories)}
         self._lookup: dict[str | None, int] = {c: i for i, c in enumerate(self.categories)}
         self._lookup[None] = len(self.categories) + 1
+        # booleans are the categories "true" and "false" (``as_category``)
+        other = len(self.categories)
+        self._bool_lookup: dict[bool | None, int] = {
+            True: self._index.get("true", other), False: self._index.get("false", other),
+            None: len(self.categories) + 1}
 
     @property
     def size(self) -> int:
@@ -224,6 +230,9 @@ class CategoricalBinning:
         if _STRINGS_OR_NONE.issuperset(map(type, values)):
             # the common case, at C speed: strings and missing values only
             return np.fromiter(map(self._lookup.get, values, repeat(other)), dtype=np.int64,
+                               count=len(values))
+        if _BOOLS_OR_NONE.issuperset(map(type, values)):  # a boolean label, at C speed
+            return np.fromiter(map(self._bool_lookup.__getitem__, values), dtype=np.int64,
                                count=len(values))
         get = self._index.get
         return np.fromiter(

@@ -245,3 +245,67 @@ def test_snapshot_missing_a_key_raises(key):
 def test_invalid_parameters_raise(kwargs):
     with pytest.raises(ValueError, match="need 0 < delta < 1"):
         AdwinDetector(**kwargs)
+
+
+class OneAtATime:
+    """The definition the adapter follows, one ADWIN input at a time: river's ADWIN fed
+    chunk means, a history of the inputs since the last detection, capped at
+    ``max_history`` with each input dropped counted."""
+
+    def __init__(self, chunk: int, max_history: int) -> None:
+        from river.drift import ADWIN
+
+        self.adwin = ADWIN(delta=0.002, clock=1)
+        self.chunk, self.max_history = chunk, max_history
+        self.pending: list[float] = []
+        self.history: list[float] = []
+        self.n_detections = self.n_inputs = self.dropped = 0
+        self.estimation_after_drift: float | None = None
+
+    def update(self, values: np.ndarray) -> int:
+        self.pending += values.tolist()
+        detections = 0
+        while len(self.pending) >= self.chunk:
+            chunk, self.pending = self.pending[:self.chunk], self.pending[self.chunk:]
+            x = float(np.float32(np.mean(np.array(chunk))))
+            self.adwin.update(x)
+            self.n_inputs += 1
+            self.estimation_after_drift = None
+            if self.adwin.drift_detected:
+                self.estimation_after_drift = float(self.adwin.estimation)
+                self.n_detections += 1
+                detections += 1
+                self.history = []
+            else:
+                self.history.append(x)
+                if len(self.history) > self.max_history:
+                    del self.history[0]
+                    self.dropped += 1
+        return detections
+
+
+@pytest.mark.parametrize(("chunk", "max_history", "seed"), [(1, 50, 1), (4, 30, 2), (16, 8, 3)])
+def test_batched_feeding_matches_one_input_at_a_time(chunk, max_history, seed):
+    """Several detections, history caps reached between them, random batch sizes."""
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(m, 1.0, 3000) for m in (0.0, 2.0, 0.0, 3.0)])
+    det, ref = AdwinDetector(chunk=chunk, max_history=max_history), OneAtATime(chunk, max_history)
+    def sizes() -> Iterator[int]:  # large batches, and batches of one input
+        big = random_sizes(seed, high=700)
+        while True:
+            yield next(big)
+            yield chunk
+
+    for part in batches(values, sizes()):
+        assert det.update(part) == ref.update(part)
+        snap = det.snapshot()
+        assert snap["n_detections"] == ref.n_detections
+        assert snap["n_inputs"] == ref.n_inputs
+        assert snap["history_dropped"] == ref.dropped
+        assert snap["estimation_after_drift"] == ref.estimation_after_drift
+        history = np.frombuffer(base64.b64decode(snap["history_f32"]), dtype="<f4")
+        assert history.tolist() == ref.history
+        assert det.estimation == (ref.estimation_after_drift if ref.estimation_after_drift
+                                  is not None else (ref.adwin.estimation if ref.adwin.width
+                                                    else None))
+    assert ref.n_detections >= 3 and ref.dropped > 0

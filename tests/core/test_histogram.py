@@ -425,3 +425,15 @@ def test_snapshot_round_trip(binning):
 def test_bad_snapshots_raise(data, error):
     with pytest.raises(ValueError, match=error):
         binning_from_snapshot(data)
+
+
+@pytest.mark.parametrize("categories", [["true", "false"], ["false"], ["a", "true"], []])
+def test_boolean_columns_match_their_categories(categories):
+    """A column of booleans and nulls (a boolean label) takes its own fast path; each value
+    lands where its category ("true"/"false") or null puts it."""
+    b = CategoricalBinning(categories)
+    rng = np.random.default_rng(len(categories))
+    values = [None if r < 0.2 else bool(r < 0.6) for r in rng.random(300)]
+    expected = [b.size - 1 if v is None else b.index([as_category(v)]).item() for v in values]
+    assert b.index(values).tolist() == expected
+    assert b.index([*values, "zz"]).tolist() == [*expected, len(categories)]  # general path
