@@ -42,7 +42,7 @@ from stream.kafka.tansu import EmbeddedBroker, apply_tansu_compat, free_port  # 
 from stream.kafka.topics import ensure_topics  # noqa: E402
 
 PARTITIONS = 4
-SCRAPE_INTERVAL = 0.2  # seconds between two scrapes of the worker's /metrics
+SCRAPE_INTERVAL = 0.5  # seconds between two scrapes of the worker's /metrics
 
 
 def make_events(n: int, models: int, seed: int = 0) -> list[bytes]:
@@ -158,6 +158,39 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def pipeline_rate(timeline: list[tuple[float, float, float]], total: int) -> dict[str, Any]:
+    """Events/s through both stages: the slower of the monitors' and the ingest stage's
+    rates, each taken from its counter over the time both were at work (from 10 % of the
+    events processed to 95 % ingested), between two scrapes, so neither start-up nor the
+    scrape interval biases it. With ingest in child processes (``ingest.processes``),
+    ingest can run ahead of the monitors; a rate taken after it had finished would be the
+    monitors' alone, with a core to themselves.
+
+    >>> pipeline_rate([(0, 0, 100), (1, 200, 300), (2, 400, 500), (3, 600, 600)], 600)
+    {'events_per_second': 150.0, 'monitors_events_per_second': 200.0, \
+'ingest_events_per_second': 150.0, 'measured_seconds': 2}
+    """
+    a = next((p for p in timeline if p[1] >= 0.1 * total), None)
+    b = next((p for p in timeline if p[2] >= 0.95 * total), None)
+    if a is None or b is None or b[0] <= a[0]:
+        # too short to see (smoke runs), or ingest done before the monitors were at 10 %
+        t0, t1 = timeline[0], timeline[-1]
+        rate = (t1[1] - t0[1]) / (t1[0] - t0[0]) if t1[0] > t0[0] else float("nan")
+        return {"events_per_second": rate, "monitors_events_per_second": rate,
+                "ingest_events_per_second": None, "measured_seconds": t1[0] - t0[0]}
+    dt = b[0] - a[0]
+    monitors, ingest = (b[1] - a[1]) / dt, (b[2] - a[2]) / dt
+    return {"events_per_second": min(monitors, ingest), "monitors_events_per_second": monitors,
+            "ingest_events_per_second": ingest, "measured_seconds": dt}
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                broker_pid: int | None = None) -> dict[str, Any]:
     port = free_port()
@@ -181,11 +214,10 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                             stderr=open(Path(tmp) / "worker.log", "wb"))  # noqa: SIM115
     try:
         deadline = time.monotonic() + timeout
-        first_t = first_n = None
+        start = None
         last = 0.0
-        # the last scrape before the end: the rate is taken between two scrapes made while
-        # events were flowing, so the scrape interval does not bias it
-        prev_t = prev_n = None
+        cpu0 = (0.0, 0.0)
+        # (seconds, processed by the monitors, accepted by ingest), from the first event in
         timeline: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -196,38 +228,34 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                 time.sleep(0.05)
                 continue
             n = processed(m)
+            ingested = sum(v for k, v in m.items()
+                           if k.startswith("driftstream_ingested_events_total"))
             now = time.perf_counter()
-            if first_t is not None:
-                ingested = sum(v for k, v in m.items()
-                               if k.startswith("driftstream_ingested_events_total"))
-                timeline.append((round(now - first_t, 2), n, ingested))
-            if n > 0 and first_t is None:
-                first_t, first_n = now, n
+            if start is None and (n > 0 or ingested > 0):
+                start = now
                 cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
                 if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes (py-spy)
-                    subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "100",
-                                      "-d", "6", "-o", os.environ["BENCH_PROFILE"],
-                                      "-p", str(proc.pid)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                    subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200",
+                                      "--nonblocking", "-d", "6", "-o",
+                                      os.environ["BENCH_PROFILE"], "-p", str(proc.pid)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if start is not None:
+                timeline.append((round(now - start, 2), n, ingested))
             if n >= total:
-                assert first_t is not None and first_n is not None
-                elapsed = now - first_t
-                if prev_t is not None and prev_t > first_t and prev_n is not None:
-                    rate = (prev_n - first_n) / (prev_t - first_t)
-                else:  # finished within one scrape interval (smoke runs)
-                    rate = (total - first_n) / elapsed if elapsed > 0 else float("nan")
+                assert start is not None
+                elapsed = now - start
                 cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
                 return {
-                    "cpu_cores_used": {  # average cores busy while measuring
+                    "cpu_cores_used": {  # average cores busy while measuring (process trees)
                         "worker": (cpu1[0] - cpu0[0]) / elapsed if elapsed > 0 else None,
                         "broker": (cpu1[1] - cpu0[1]) / elapsed if elapsed > 0 else None,
                     },
                     "seconds": elapsed,
                     "events": total,
-                    "events_per_second": rate,
+                    **pipeline_rate(timeline, total),
                     "peak_rss_mib": peak_rss_mib(proc.pid),
-                    # (seconds, processed by the monitors, accepted by ingest): stalls show
-                    # as flat runs
+                    "ingest_processes_peak_rss_mib": [peak_rss_mib(c) for c in children(proc.pid)],
+                    # stalls show as flat runs
                     "timeline": timeline[::max(1, len(timeline) // 40)],
                     "windows": sum(v for k, v in m.items()
                                    if k.startswith("driftstream_windows_closed_total")),
@@ -235,9 +263,7 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                                         if k.startswith("driftstream_dead_letters_total")),
                 }
             last = n
-            if first_t is not None:
-                prev_t, prev_n = now, n
-            # Prometheus scrapes every 15 s or so; 5 scrapes/s keep the timeline fine
+            # Prometheus scrapes every 15 s or so; 2 scrapes/s keep the timeline fine
             # without the rendering (~3 ms each) becoming part of what is measured
             time.sleep(SCRAPE_INTERVAL)
         raise RuntimeError(f"worker processed {last} of {total} events in {timeout}s")

@@ -232,9 +232,18 @@ class IngestSettings:
     max_message_bytes: int = 1 << 20
     #: Dead-letter records keep at most this many bytes of the original message.
     dead_letter_max_bytes: int = 64 << 10
+    #: Run the ingest stage in this many child processes of each worker (each one more
+    #: member of the ingest group), so that decoding uses more cores than the worker's
+    #: one; ``0`` runs it in the worker's process. About half of a busy worker's time is
+    #: ingest: 1 or 2 per worker is the useful range (``stream/kafka/ingest_pool.py``).
+    processes: int = 0
 
     def validate(self) -> None:
         _positive("ingest.max_records", self.max_records)
+        if not 0 <= self.processes <= 64:
+            raise ConfigError(
+                f"ingest.processes must be between 0 (ingest in the worker's process) and "
+                f"64, got {self.processes}")
         _positive("ingest.max_message_bytes", self.max_message_bytes)
         _positive("ingest.dead_letter_max_bytes", self.dead_letter_max_bytes)
 

@@ -242,6 +242,13 @@ class Metrics:
             "driftstream_features_over_cap",
             "Features of a model's reference left out by monitor.max_features.",
             ["model", "model_version"], registry=r)
+        self.ingest_processes = Gauge(
+            "driftstream_ingest_processes",
+            "Ingest child processes alive (ingest.processes; 0 when ingest runs in the "
+            "worker's process).", registry=r)
+        self.ingest_restarts = Counter(
+            "driftstream_ingest_process_restarts_total",
+            "Ingest child processes started again after they exited.", registry=r)
         self.monitored_models = Gauge(
             "driftstream_monitored_models", "(model, version) monitors held by this worker.",
             registry=r)

@@ -570,3 +570,15 @@ def test_with_overrides_validates(overrides: dict[str, dict[str, Any]], match: s
 def test_with_overrides_unknown_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="idd"):
         Settings().with_overrides(app={"idd": "x"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0), ("2", 2), ("64", 64)])
+def test_ingest_processes_from_the_environment(raw: str, expected: int) -> None:
+    s = load_settings(env={"DRIFTSTREAM_INGEST__PROCESSES": raw})
+    assert s.ingest.processes == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "65"])
+def test_ingest_processes_out_of_range(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"ingest.processes must be between 0 .* got"):
+        load_settings(env={"DRIFTSTREAM_INGEST__PROCESSES": raw})

@@ -4,6 +4,7 @@ Data flow, with the module that does the work::
 
     predictions, features ──► ingest task (stream/kafka/ingest.py: decode, validate,
          (any key)             route by model) ──► dead-letter topic (bad input)
+                               (or ingest.processes children: stream/kafka/ingest_pool.py)
                                     │
                                     ▼
     references ──► agent ──► by-model topic (one envelope per model and batch,
@@ -51,6 +52,7 @@ from stream.core.reference import ReferenceProfile
 from stream.core.registry import MonitorRegistry
 from stream.errors import DriftstreamError
 from stream.kafka.ingest import IngestStage
+from stream.kafka.ingest_pool import IngestPool
 from stream.kafka.lag import LagProbe, LagSampler, LagTarget
 from stream.kafka.security import client_kwargs, faust_credentials
 from stream.kafka.topics import model_of, partition_for, state_key
@@ -87,6 +89,8 @@ class DriftApp:
     metrics: Metrics
     registry: MonitorRegistry
     ingest: IngestStage
+    #: the ingest children (``ingest.processes > 0``); ``ingest`` then does not run
+    pool: IngestPool | None = None
 
 
 def create_app(
@@ -162,10 +166,12 @@ def create_app(
         load_volume=load(volume_table),
     )
     ingest = IngestStage(settings, metrics, clock)
+    pool = IngestPool(settings, metrics) if s.ingest.processes else None
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
-        await ingest.run()
+        """The ingest stage: in this process, or in ``ingest.processes`` children."""
+        await (pool.run() if pool is not None else ingest.run())
 
     if s.lag.in_worker:
         lag = LagSampler(s.lag, LagProbe(k.bootstrap_servers, client_id=f"{s.app.id}-lag",
@@ -189,7 +195,8 @@ def create_app(
             try:
                 while True:
                     await asyncio.sleep(s.lag.interval_seconds)
-                    await lag.sample_once(await _worker_lag_targets(app, ingest, settings))
+                    await lag.sample_once(
+                        await _worker_lag_targets(app, pool or ingest, settings))
             finally:
                 with contextlib.suppress(Exception):  # the broker may be gone at shutdown
                     await lag.probe.stop()
@@ -352,7 +359,8 @@ def create_app(
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    return DriftApp(app=app, settings=settings, metrics=metrics, registry=registry, ingest=ingest)
+    return DriftApp(app=app, settings=settings, metrics=metrics, registry=registry, ingest=ingest,
+                    pool=pool)
 
 
 #: Control records on the references topic (``schemas/control.json``).
@@ -375,15 +383,16 @@ def _rebaseline_control(obj: dict[str, Any]) -> dict[str, Any]:
             "ts": float(ts) if isinstance(ts, int | float) else 0.0}
 
 
-async def _worker_lag_targets(app: faust.App, ingest: IngestStage,
+async def _worker_lag_targets(app: faust.App, ingest: IngestStage | IngestPool,
                               settings: Settings) -> list[LagTarget]:
     """This worker's partitions: the ingest group's (with fetch positions) and the Faust
     group's by-model and references partitions."""
     from aiokafka import TopicPartition
 
     targets = []
-    consumer = ingest.consumer
-    if consumer is not None:
+    if isinstance(ingest, IngestPool):
+        targets.append(ingest.lag_target())
+    elif (consumer := ingest.consumer) is not None:
         assigned = sorted(consumer.assignment())
         positions = {}
         for tp in assigned:

@@ -15,10 +15,10 @@ from stream.config import Settings
 from stream.kafka.app import create_app
 from stream.kafka.topics import ensure_topics
 
-__all__ = ["run_worker"]
+__all__ = ["run_worker", "tune_gc"]
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Make the cyclic garbage collector run less often.
 
     Every fetched batch allocates hundreds of thousands of short-lived, acyclic containers
@@ -82,7 +82,7 @@ def run_worker(settings: Settings) -> int:
     )
     worker.spinner = None  # its cursor escape codes garble logs and piped output
     worker.shutdown_timeout = settings.app.shutdown_timeout_seconds
-    _tune_gc()
+    tune_gc()
     print(f"driftstream worker: app {settings.app.id!r} on {settings.kafka.bootstrap_servers}; "
           f"metrics at http://{settings.app.web_host}:{settings.app.web_port}/metrics", flush=True)
     worker.execute_from_commandline()
