@@ -278,7 +278,7 @@ def child_main(sections: dict[str, dict[str, Any]], conn: Connection, parent_pid
         from stream.kafka.tansu import apply_tansu_compat
 
         apply_tansu_compat()
-    from stream.kafka.worker import tune_gc
+    from stream.kafka.gc_tuning import tune_gc
 
     tune_gc()
     asyncio.run(_child_run(settings, conn, parent_pid))
