@@ -1,14 +1,15 @@
 """Cost of PSI per window, three ways, on the same data in the same run.
 
 - ``ours``: the monitor's incremental path. Bin edges and reference counts are frozen
-  once (``NumericBinning``); each window's values are binned once
-  (``NumericBinning.index`` + ``count_index``, batch by batch, counts accumulated) and
+  once (``NumericBinning``); each window's values are binned once, batch by batch, all
+  features of a batch in one call as the monitor does (``NumericBinnings.index`` on the
+  batch's stacked columns), counts accumulated per feature (``count_index``), and
   ``psi()`` runs on the counts when the window closes. ``psi_share`` is the part of its
-  cost spent in ``psi()`` itself (the rest is binning). Batches of 256 values or more
-  take ``index``'s comparison path; the script checks it gives the same indices as the
-  binary search (``NumericBinning.index_searchsorted``) on every batch
-  (``index_identical`` in the output). Not timed here, as they are not PSI: the
-  monitor's per-batch conversion of raw values and its out-of-range flags.
+  cost spent in ``psi()`` itself (the rest is binning). The script checks that the
+  stacked binning gives the same indices as the binary search
+  (``NumericBinning.index_searchsorted``) on every batch (``index_identical`` in the
+  output). Not timed here, as they are not PSI: the monitor's per-batch conversion of
+  raw values and its out-of-range flags.
 - ``recompute``: what a batch tool does every window, from raw values: reference quantile
   edges with ``np.quantile``, ``np.histogram`` of the reference and of the window, PSI with
   the same pseudo-count formula (an independent numpy implementation).
@@ -49,7 +50,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream.core.histogram import NumericBinning, count_index  # noqa: E402
+from stream.core.histogram import NumericBinning, NumericBinnings, count_index  # noqa: E402
 from stream.core.psi import psi  # noqa: E402
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -92,16 +93,17 @@ def freeze(ref: list[FloatArray], n_bins: int) -> list[tuple[NumericBinning, np.
     return out
 
 
-def ours_window(frozen: list[tuple[NumericBinning, np.ndarray[Any, Any]]], window: list[FloatArray],
-                batch: int, smoothing: float) -> list[float]:
-    out = []
-    for (binning, ref_counts), values in zip(frozen, window, strict=True):
-        acc = np.zeros(binning.size, np.int64)
-        for a in range(0, values.size, batch):
-            c, _ = count_index(binning.index(values[a:a + batch]), binning.size)
-            acc += c
-        out.append(psi(ref_counts, acc, smoothing))
-    return out
+def ours_window(frozen: list[tuple[NumericBinning, np.ndarray[Any, Any]]],
+                stacked: NumericBinnings, window: FloatArray, batch: int,
+                smoothing: float) -> list[float]:
+    """As the monitor does: each batch's numeric columns binned at once (one
+    ``NumericBinnings.index`` call for all features), counts accumulated per feature."""
+    accs = [np.zeros(b.size, np.int64) for b, _ in frozen]
+    for a in range(0, window.shape[1], batch):
+        idx = stacked.index(window[:, a:a + batch])
+        for acc, (binning, _), row in zip(accs, frozen, idx, strict=True):
+            acc += count_index(row, binning.size)[0]
+    return [psi(ref_counts, acc, smoothing) for acc, (_, ref_counts) in zip(accs, frozen, strict=True)]
 
 
 # -- numpy recompute: everything from raw values, every window ----------------------------
@@ -193,29 +195,33 @@ def main() -> None:
 
     ref, cur = make_data(args.features, args.reference, args.window, args.windows, args.seed)
     frozen = freeze(ref, args.bins)
+    stacked = NumericBinnings([b for b, _ in frozen])
+    mats = [np.stack(cur[w]) for w in range(args.windows)]  # the monitor's stacked columns
 
     # Agreement: same edges, same PSI.
     max_diff = 0.0
     for (binning, _), r in zip(frozen, ref, strict=True):
         assert np.array_equal(binning.edges, recompute_edges(r, args.bins)), "edges differ"
     for w in range(args.windows):
-        a = ours_window(frozen, cur[w], args.batch, smoothing)
+        a = ours_window(frozen, stacked, mats[w], args.batch, smoothing)
         b = recompute_window(ref, cur[w], args.bins, smoothing)
         max_diff = max(max_diff, *(abs(x - y) for x, y in zip(a, b, strict=True)))
     assert max_diff <= AGREE_TOLERANCE, f"ours and recompute differ by {max_diff}"
     for w in range(args.windows):  # the binning path timed below = the binary search
-        for (binning, _), values in zip(frozen, cur[w], strict=True):
-            for start in range(0, values.size, args.batch):
-                batch = values[start:start + args.batch]
-                assert np.array_equal(binning.index(batch), binning.index_searchsorted(batch)), \
+        for start in range(0, args.window, args.batch):
+            idx = stacked.index(mats[w][:, start:start + args.batch])
+            for (binning, _), row, values in zip(frozen, idx, cur[w], strict=True):
+                assert np.array_equal(
+                    row, binning.index_searchsorted(values[start:start + args.batch])), \
                     "index and index_searchsorted differ"
-    psi_ours = [ours_window(frozen, cur[w], args.batch, smoothing) for w in range(args.windows)]
+    psi_ours = [ours_window(frozen, stacked, mats[w], args.batch, smoothing)
+                for w in range(args.windows)]
 
     ev = load_evidently()
     window_counts = [[b.count(v) for (b, _), v in zip(frozen, cur[w], strict=True)]
                      for w in range(args.windows)]
     runs: dict[str, Callable[[int], object]] = {
-        "ours": lambda w: ours_window(frozen, cur[w], args.batch, smoothing),
+        "ours": lambda w: ours_window(frozen, stacked, mats[w], args.batch, smoothing),
         # the psi() share of ours: counts already accumulated
         "ours_psi_only": lambda w: [psi(ref_counts, c, smoothing)
                                     for (_, ref_counts), c in zip(frozen, window_counts[w], strict=True)],

@@ -37,6 +37,7 @@ __all__ = [
     "Binning",
     "CategoricalBinning",
     "NumericBinning",
+    "NumericBinnings",
     "as_category",
     "binning_from_snapshot",
     "count_index",
@@ -54,6 +55,9 @@ _COMPARE_MAX_EDGES = 48
 _COMPARE_MIN_VALUES = 256
 #: Values compared at a time, so the (k + 2) x n boolean temporary stays small.
 _COMPARE_CHUNK = 1 << 16
+#: :class:`NumericBinnings` stacks the rows of batches of at most this many values;
+#: beyond, numpy's 3-d broadcast gets slower than one comparison per row (measured).
+_STACK_MAX_VALUES = 1024
 
 
 class NumericBinning:
@@ -171,6 +175,58 @@ class NumericBinning:
             return ["(-inf, +inf)", "missing"]
         inner = [f"({a}, {b}]" for a, b in pairwise(e)]
         return [f"(-inf, {e[0]}]", *inner, f"({e[-1]}, +inf)", "missing"]
+
+
+class NumericBinnings:
+    """Several numeric binnings applied at once to a batch: row ``i`` of a
+    ``(series x values)`` matrix is binned by ``binnings[i]``, exactly as
+    :meth:`NumericBinning.index` would, in a handful of numpy calls for all the rows
+    instead of a handful per row (a monitor bins every numeric feature of every batch;
+    per-call overhead was most of the cost).
+
+    The rows' thresholds (see :meth:`NumericBinning.index`) are stacked into one matrix,
+    padded with ``NaN``, which no value is ``<=`` to, so padding leaves every count as it
+    was; each row keeps its own count-to-bucket table.
+
+    >>> bs = NumericBinnings([NumericBinning([1.0, 2.0]), NumericBinning([0.0])])
+    >>> bs.index(np.array([[0.5, 1.5, 9.0, np.nan], [-1.0, 1.0, np.inf, 0.0]])).tolist()
+    [[0, 1, 2, 3], [0, 1, 3, 0]]
+    """
+
+    def __init__(self, binnings: Sequence[NumericBinning]) -> None:
+        self.binnings = tuple(binnings)
+        k = [b.edges.size for b in self.binnings]
+        self._stacked = bool(k) and max(k) <= _COMPARE_MAX_EDGES
+        if not self._stacked:
+            return
+        width = max(k) + 2
+        thresholds = np.full((len(k), width), np.nan)
+        tables = np.zeros((len(k), width + 1), np.int64)
+        for i, b in enumerate(self.binnings):
+            assert b._thresholds is not None
+            thresholds[i, :k[i] + 2] = b._thresholds[:, 0]
+            tables[i, :k[i] + 3] = b._bucket_of_count
+        self._thresholds: FloatArray = thresholds[:, :, None]
+        self._tables: IntArray = tables.ravel()
+        self._offsets: IntArray = (np.arange(len(k), dtype=np.int64) * (width + 1))[:, None]
+
+    def index(self, matrix: FloatArray) -> IntArray:
+        """The bucket of each value, row by row (a ``(series x values)`` int64 matrix).
+
+        Batches of up to ``_STACK_MAX_VALUES`` values take the stacked comparison; longer
+        ones are binned row by row, where numpy's broadcasting is faster
+        (``bench/psi_cost.py``)."""
+        rows = len(self.binnings)
+        if matrix.ndim != 2 or matrix.shape[0] != rows:
+            raise ValueError(f"expected a ({rows} x n) matrix, got shape {matrix.shape}")
+        n = matrix.shape[1]
+        if not rows or not n:
+            return np.empty((rows, n), np.int64)
+        if not self._stacked or n > _STACK_MAX_VALUES or matrix.dtype != _F64:
+            return np.stack([b.index(row) for b, row in zip(self.binnings, matrix, strict=True)])
+        le = np.less_equal(matrix[:, None, :], self._thresholds).view(np.uint8)
+        return cast(IntArray, self._tables.take(
+            np.add.reduce(le, axis=1, dtype=np.uint8) + self._offsets))
 
 
 def as_category(value: Any) -> str | None:

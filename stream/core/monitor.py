@@ -95,7 +95,7 @@ from stream.core.columns import (
     select_columns,
     series_name,
 )
-from stream.core.histogram import count_index
+from stream.core.histogram import NumericBinnings, count_index
 from stream.core.psi import psi, psi_noise_floor
 from stream.core.reference import ReferenceProfile
 from stream.core.slices import SliceSelector, slice_label
@@ -315,6 +315,8 @@ class ModelMonitor:
         #: it, so its events carry one label set from firing to resolved.
         self._share_feature: str | None = None
         self._attr: _AttrBatch | None = None  # the batch being processed
+        #: the reference whose numeric binnings are stacked, and the stack
+        self._stacked_binnings: tuple[ReferenceProfile, NumericBinnings] | None = None
         # count windows
         self._sub: _Acc | None = None
         self._subs: deque[_Acc] = deque()
@@ -453,8 +455,7 @@ class ModelMonitor:
             raw = column(cols, key)
             if prof.kind == "numeric":
                 arr = numeric_column(raw)
-                values[key] = arr
-                idx[key] = prof.binning.index(arr)  # type: ignore[arg-type]
+                values[key] = arr  # binned below, all numeric series at once
                 if prof.min is not None and prof.max is not None:
                     pad = margin * (prof.max - prof.min)
                     with np.errstate(invalid="ignore"):
@@ -474,6 +475,10 @@ class ModelMonitor:
                                 cand[r] = False
                         self._raw[key] = raw
                     self._flags[key] = cand
+        if values:
+            binnings = self._numeric_binnings(ref)
+            idx.update(zip(values, binnings.index(np.stack(list(values.values()))),
+                           strict=True))
         self._attr = self._attribution_batch(cols)
         if self.config.window_kind == "count":
             self._process_count(cols, ts, idx, values, out)
@@ -481,6 +486,15 @@ class ModelMonitor:
             self._process_time(cols, ts, idx, values, out)
         self._flags, self._raw, self._attr = {}, {}, None
         return out
+
+    def _numeric_binnings(self, ref: ReferenceProfile) -> NumericBinnings:
+        """The binnings of ``ref``'s numeric series, in its order, stacked (cached)."""
+        cached = self._stacked_binnings
+        if cached is None or cached[0] is not ref:
+            cached = self._stacked_binnings = (ref, NumericBinnings(
+                [p.binning for p in ref.series.values()  # type: ignore[misc]
+                 if p.kind == "numeric"]))
+        return cached[1]
 
     def _attribution_batch(self, cols: dict[str, Any]) -> _AttrBatch | None:
         """The batch's absolute attributions per tracked feature, pooling the others under

@@ -16,6 +16,7 @@ import pytest
 from stream.core.histogram import (
     CategoricalBinning,
     NumericBinning,
+    NumericBinnings,
     as_category,
     binning_from_snapshot,
     count_index,
@@ -437,3 +438,31 @@ def test_boolean_columns_match_their_categories(categories):
     expected = [b.size - 1 if v is None else b.index([as_category(v)]).item() for v in values]
     assert b.index(values).tolist() == expected
     assert b.index([*values, "zz"]).tolist() == [*expected, len(categories)]  # general path
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 256, 1000, 1024, 1025, 3000])
+@pytest.mark.parametrize("edge_counts", [[10, 10, 10], [9, 1, 0, 5, 10], [3], [60, 2], [48]])
+def test_stacked_numeric_binnings_match_each_binning(n, edge_counts):
+    """Every row gets exactly the binary search's buckets: edges with different counts
+    (NaN padding), a row beyond the comparison path's edge limit, NaN, ±inf, values on
+    the edges, and batch lengths on both sides of the stacking limit."""
+    rng = np.random.default_rng(n + len(edge_counts))
+    binnings = [NumericBinning(np.sort(rng.choice(np.arange(-200.0, 200.0), k, replace=False)))
+                for k in edge_counts]
+    m = rng.normal(0, 80, (len(binnings), n))
+    for i, b in enumerate(binnings):
+        if b.edges.size and n:
+            at = rng.integers(0, n, n // 5 + 1)
+            m[i, at] = rng.choice(b.edges, at.size)
+    m[rng.random(m.shape) < 0.05] = np.nan
+    m[rng.random(m.shape) < 0.02] = np.inf
+    m[rng.random(m.shape) < 0.02] = -np.inf
+    got = NumericBinnings(binnings).index(m)
+    assert got.shape == m.shape and got.dtype == np.int64
+    for i, b in enumerate(binnings):
+        assert got[i].tolist() == b.index_searchsorted(m[i]).tolist()
+
+
+def test_stacked_numeric_binnings_check_the_shape():
+    with pytest.raises(ValueError, match=r"expected a \(2 x n\) matrix, got shape \(3, 4\)"):
+        NumericBinnings([NumericBinning([1.0]), NumericBinning([])]).index(np.zeros((3, 4)))
