@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -47,9 +47,8 @@ from stream.core.deadletter import dead_letter_record
 from stream.core.events import PlainEvent, decode_message, plain_event
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
-from stream.metrics import Metrics
 
-__all__ = ["ENVELOPE_MAX_EVENTS", "IngestStage", "Record", "RoutedBatch", "route"]
+__all__ = ["ENVELOPE_MAX_EVENTS", "IngestMetrics", "IngestStage", "Record", "RoutedBatch", "route"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,12 @@ def route(
 
     ``accepted`` counts the valid events or labels per input topic; each invalid one
     becomes one dead-letter record, with the offset of the record that carried it.
+
+    An event of the common shape goes from the decoded JSON straight into its model's
+    column builder (:func:`~stream.core.events.plain_event`,
+    :class:`~stream.core.columns.ColumnsBuilder`), with no normalised dict in between;
+    any other goes through :func:`~stream.core.events.normalize_event`. The envelopes
+    are the same either way (``tests/core/test_columns_builder.py``).
 
     >>> recs = [Record("p", 0, 5, b'{"event_id": "a", "model": "m", "ts": 1, "features": {},'
     ...                            b' "prediction": 1}'), Record("p", 0, 6, b"nope")]
@@ -207,10 +212,20 @@ def _labels_envelope(model: str, labels: list[dict[str, Any]]) -> bytes:
     })
 
 
+class IngestMetrics(Protocol):
+    """What the stage counts: :class:`~stream.metrics.Metrics` in a worker, an
+    :class:`~stream.kafka.ingest_pool.IngestRecorder` in an ingest child."""
+
+    ingested: Any  # labels(topic=...).inc(n)
+    dead_letters: Any  # labels(topic=..., reason=...).inc()
+    batch_seconds: Any  # labels(stage="ingest").observe(seconds)
+
+
 class IngestStage:
     """The consumer loop around :func:`route`."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: IngestMetrics,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock or SystemClock()

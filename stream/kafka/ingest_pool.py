@@ -288,7 +288,7 @@ async def _child_run(settings: Settings, conn: Connection, parent_pid: int) -> N
     from stream.kafka.ingest import IngestStage
 
     recorder = IngestRecorder()
-    stage = IngestStage(settings, recorder)  # type: ignore[arg-type]
+    stage = IngestStage(settings, recorder)
     task = asyncio.ensure_future(stage.run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     positions: dict[Any, int | None] = {}
