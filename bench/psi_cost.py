@@ -3,7 +3,7 @@
 - ``ours``: the monitor's incremental path. Bin edges and reference counts are frozen
   once (``NumericBinning``); each window's values are binned once, batch by batch, all
   features of a batch in one call as the monitor does (``NumericBinnings.index`` on the
-  batch's stacked columns), counts accumulated per feature (``count_index``), and
+  batch's stacked columns, then its ``count_index``), counts accumulated, and
   ``psi()`` runs on the counts when the window closes. ``psi_share`` is the part of its
   cost spent in ``psi()`` itself (the rest is binning). The script checks that the
   stacked binning gives the same indices as the binary search
@@ -96,14 +96,16 @@ def freeze(ref: list[FloatArray], n_bins: int) -> list[tuple[NumericBinning, np.
 def ours_window(frozen: list[tuple[NumericBinning, np.ndarray[Any, Any]]],
                 stacked: NumericBinnings, window: FloatArray, batch: int,
                 smoothing: float) -> list[float]:
-    """As the monitor does: each batch's numeric columns binned at once (one
-    ``NumericBinnings.index`` call for all features), counts accumulated per feature."""
-    accs = [np.zeros(b.size, np.int64) for b, _ in frozen]
+    """As the monitor does: each batch's numeric columns binned and counted at once
+    (``NumericBinnings.index`` and ``count_index``, one call each for all features),
+    counts accumulated, then ``psi()`` per feature."""
+    acc = None
     for a in range(0, window.shape[1], batch):
-        idx = stacked.index(window[:, a:a + batch])
-        for acc, (binning, _), row in zip(accs, frozen, idx, strict=True):
-            acc += count_index(row, binning.size)[0]
-    return [psi(ref_counts, acc, smoothing) for acc, (_, ref_counts) in zip(accs, frozen, strict=True)]
+        counts = stacked.count_index(stacked.index(window[:, a:a + batch]))
+        acc = counts if acc is None else acc + counts
+    assert acc is not None
+    return [psi(ref_counts, row[:binning.size], smoothing)
+            for row, (binning, ref_counts) in zip(acc, frozen, strict=True)]
 
 
 # -- numpy recompute: everything from raw values, every window ----------------------------

@@ -122,6 +122,8 @@ FloatArray = npt.NDArray[np.float64]
 #: The absolute attributions of a batch: tracked features (and ``(other)``), a (features x
 #: events) matrix, 0 where an event has none, and the mask of the events that carry some.
 _AttrBatch = tuple[list[str], FloatArray, npt.NDArray[np.bool_]]
+#: the numeric series of a batch, their bucket indices (one row each) and their binnings
+_Stacked = tuple[tuple[SeriesKey, ...], IntArray, NumericBinnings]
 
 
 @dataclass
@@ -187,14 +189,26 @@ class _Acc:
 
     def add(self, idx: dict[SeriesKey, IntArray], sel: slice | npt.NDArray[np.bool_],
             ts: npt.NDArray[np.float64], flags: dict[SeriesKey, npt.NDArray[np.bool_]],
-            raw: dict[SeriesKey, list[Any]]) -> None:
+            raw: dict[SeriesKey, list[Any]], numeric: _Stacked | None = None) -> None:
+        """Count the selected rows. ``numeric``: the numeric series' indices as one
+        matrix (``NumericBinnings``), counted in one call; ``idx`` has the others."""
         t = ts[sel]
         if t.size == 0:
             return
         self.n += int(t.size)
         self.ts_min = min(self.ts_min, float(t.min()))
         self.ts_max = max(self.ts_max, float(t.max()))
+        counted: tuple[SeriesKey, ...] = ()
+        if numeric is not None:
+            counted, matrix, binnings = numeric
+            stacked = binnings.count_index(matrix[:, sel])
+            for key, row in zip(counted, stacked, strict=True):
+                counts = self.counts[key]
+                counts += row[:counts.size]
+                self.mismatch[key] += int(row[counts.size])
         for key, counts in self.counts.items():
+            if counted and key in counted:
+                continue
             c, mm = count_index(idx[key][sel], counts.size)
             counts += c
             self.mismatch[key] += mm
@@ -317,6 +331,7 @@ class ModelMonitor:
         self._attr: _AttrBatch | None = None  # the batch being processed
         #: the reference whose numeric binnings are stacked, and the stack
         self._stacked_binnings: tuple[ReferenceProfile, NumericBinnings] | None = None
+        self._numeric: _Stacked | None = None  # the batch's numeric indices, stacked
         # count windows
         self._sub: _Acc | None = None
         self._subs: deque[_Acc] = deque()
@@ -475,16 +490,17 @@ class ModelMonitor:
                                 cand[r] = False
                         self._raw[key] = raw
                     self._flags[key] = cand
+        self._numeric = None
         if values:
             binnings = self._numeric_binnings(ref)
-            idx.update(zip(values, binnings.index(np.stack(list(values.values()))),
-                           strict=True))
+            matrix = binnings.index(np.stack(list(values.values())))
+            self._numeric = (tuple(values), matrix, binnings)
         self._attr = self._attribution_batch(cols)
         if self.config.window_kind == "count":
             self._process_count(cols, ts, idx, values, out)
         else:
             self._process_time(cols, ts, idx, values, out)
-        self._flags, self._raw, self._attr = {}, {}, None
+        self._flags, self._raw, self._attr, self._numeric = {}, {}, None, None
         return out
 
     def _numeric_binnings(self, ref: ReferenceProfile) -> NumericBinnings:
@@ -552,7 +568,7 @@ class ModelMonitor:
             assert self._sub is not None
             b = min(n, a + step - self._sub.n)
             sel = slice(a, b)
-            self._sub.add(idx, sel, ts, self._flags, self._raw)
+            self._sub.add(idx, sel, ts, self._flags, self._raw, self._numeric)
             if self._attr is not None:
                 self._sub.add_attributions(self._attr, sel)
             self._track_unknown(cols, a, b)
@@ -596,7 +612,7 @@ class ModelMonitor:
                 acc = self._open.get(w)
                 if acc is None:
                     acc = self._open[w] = _Acc(self._sizes())
-                acc.add(idx, mask, ts, self._flags, self._raw)
+                acc.add(idx, mask, ts, self._flags, self._raw, self._numeric)
                 if self._attr is not None:
                     acc.add_attributions(self._attr, mask)
             n_late = int((~ok).sum())

@@ -466,3 +466,20 @@ def test_stacked_numeric_binnings_match_each_binning(n, edge_counts):
 def test_stacked_numeric_binnings_check_the_shape():
     with pytest.raises(ValueError, match=r"expected a \(2 x n\) matrix, got shape \(3, 4\)"):
         NumericBinnings([NumericBinning([1.0]), NumericBinning([])]).index(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("edge_counts", [[10, 3, 0], [60, 2]])  # stacked, and row by row
+def test_stacked_counts_match_count_index(edge_counts):
+    rng = np.random.default_rng(len(edge_counts))
+    binnings = [NumericBinning(np.sort(rng.choice(np.arange(-50.0, 50.0), k, replace=False)))
+                for k in edge_counts]
+    m = rng.normal(0, 30, (len(binnings), 700))
+    m[rng.random(m.shape) < 0.1] = np.nan
+    m[rng.random(m.shape) < 0.05] = np.inf
+    stacked = NumericBinnings(binnings)
+    got = stacked.count_index(stacked.index(m))
+    for i, b in enumerate(binnings):
+        counts, mismatches = count_index(b.index_searchsorted(m[i]), b.size)
+        assert got[i, :b.size].tolist() == counts.tolist()
+        assert got[i, b.size] == mismatches > 0
+        assert not got[i, b.size + 1:].any()
