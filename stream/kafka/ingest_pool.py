@@ -15,8 +15,10 @@ has acknowledged the batch's envelopes and dead letters, so a child that dies (k
 crashed) loses nothing; its partitions go to the remaining members and are read again
 from the last commit (at-least-once, as for a worker).
 
-**Supervision.** The worker restarts a child that exits, after ``RESTART_DELAY_SECONDS``,
-logs why, and counts it in ``driftstream_ingest_process_restarts_total``;
+**Supervision.** The worker restarts a child that exits, after a delay that starts at
+``RESTART_DELAY_SECONDS`` and doubles while children keep dying young (up to
+``MAX_RESTART_DELAY_SECONDS``: a broker outage must not become a fork loop), logs why,
+and counts it in ``driftstream_ingest_process_restarts_total``;
 ``driftstream_ingest_processes`` is the number alive. Children leave when the worker
 stops, and on their own when the worker is gone (``os.getppid()`` changes, or the pipe
 to it breaks), so a ``SIGKILL``-ed worker leaves no orphan reading its partitions.
@@ -55,7 +57,8 @@ from stream.config import (
 from stream.kafka.lag import LagTarget
 from stream.metrics import Metrics
 
-__all__ = ["FLUSH_SECONDS", "RESTART_DELAY_SECONDS", "IngestPool", "IngestRecorder"]
+__all__ = ["FLUSH_SECONDS", "MAX_RESTART_DELAY_SECONDS", "RESTART_DELAY_SECONDS", "IngestPool",
+           "IngestRecorder", "restart_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,24 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 #: Seconds before a child that exited is started again.
 RESTART_DELAY_SECONDS = 1.0
+#: The longest delay before a restart.
+MAX_RESTART_DELAY_SECONDS = 30.0
+#: A child that ran this long counts as healthy: its successor starts after the first delay.
+_HEALTHY_SECONDS = 60.0
+
+
+def restart_delay(previous: float | None, lived: float) -> float:
+    """Seconds to wait before starting again a child that exited after ``lived`` seconds,
+    given the delay before the previous start (``None`` for the first start).
+
+    >>> restart_delay(None, 5.0), restart_delay(1.0, 5.0), restart_delay(16.0, 2.0)
+    (1.0, 2.0, 30.0)
+    >>> restart_delay(30.0, 3600.0)  # it had been running fine: back to the first delay
+    1.0
+    """
+    if previous is None or lived >= _HEALTHY_SECONDS:
+        return RESTART_DELAY_SECONDS
+    return min(2 * previous, MAX_RESTART_DELAY_SECONDS)
 #: The metric families the ingest stage moves, and how.
 _FAMILIES = {"ingested": "inc", "dead_letters": "inc", "batch_seconds": "observe"}
 
@@ -196,9 +217,12 @@ class IngestPool:
 
     async def run(self) -> None:
         restart_at: dict[int, float] = {}
+        delays: dict[int, float] = {}
+        started: dict[int, float] = {}
         try:
             for i in range(self.size):
                 self.children[i] = self._start(i)
+                started[i] = time.monotonic()
             while True:
                 await asyncio.sleep(FLUSH_SECONDS / 2)
                 alive = 0
@@ -206,6 +230,7 @@ class IngestPool:
                     if child is None:
                         if time.monotonic() >= restart_at.get(i, 0.0):
                             self.children[i] = self._start(i)
+                            started[i] = time.monotonic()
                             self.metrics.ingest_restarts.inc()
                         continue
                     self._drain(child)
@@ -213,14 +238,14 @@ class IngestPool:
                         alive += 1
                         continue
                     child.process.join(0)
+                    delays[i] = restart_delay(delays.get(i), time.monotonic() - started[i])
                     log.error("ingest process %d (pid %s) exited with %s; starting it again "
                               "in %.0f s. Its partitions are read again from their last "
                               "commit by the other members of the ingest group.",
-                              i, child.process.pid, child.process.exitcode,
-                              RESTART_DELAY_SECONDS)
+                              i, child.process.pid, child.process.exitcode, delays[i])
                     child.conn.close()
                     self.children[i] = None
-                    restart_at[i] = time.monotonic() + RESTART_DELAY_SECONDS
+                    restart_at[i] = time.monotonic() + delays[i]
                 self.metrics.ingest_processes.set(alive)
         finally:
             self.stop()
