@@ -61,6 +61,7 @@ async def test_two_ingest_processes(broker: Any, unique: str, tmp_path: Any) -> 
     env = make_env(broker.bootstrap, unique, tmp_path / "data",
                    DRIFTSTREAM_INGEST__PROCESSES="2",
                    DRIFTSTREAM_INGEST__MAX_RECORDS="500",
+                   DRIFTSTREAM_LAG__INTERVAL_SECONDS="1",
                    DRIFTSTREAM_MONITOR__WINDOW_SIZE="200",
                    DRIFTSTREAM_MONITOR__WARMUP_EVENTS="500")
     worker = WorkerProcess(env, tmp_path / "w.log").start()
@@ -86,6 +87,23 @@ async def test_two_ingest_processes(broker: Any, unique: str, tmp_path: Any) -> 
         topic = s.topics.predictions
         assert m[f'driftstream_dead_letters_total{{reason="missing_field",topic="{topic}"}}'] >= 1
         assert m['driftstream_batch_processing_seconds_count{stage="ingest"}'] > 0
+
+        # the worker's backlog SLI covers the input partitions its children hold, with
+        # their fetch positions (all read: no position lag)
+        group = f"{s.app.id}-ingest"
+
+        def position_lags() -> dict[str, float]:
+            try:
+                metrics = worker.metrics()
+            except OSError:
+                return {}
+            return {k: v for k, v in metrics.items()
+                    if k.startswith("driftstream_consumer_position_lag_records")
+                    and f'group="{group}"' in k and f'topic="{topic}"' in k}
+
+        wait_for(lambda: len(position_lags()) == s.app.partitions
+                 and not any(position_lags().values()), 30,
+                 "position lag 0 on every input partition", worker)
 
         # a child killed mid-stream is started again; nothing is lost
         os.kill(kids[0], signal.SIGKILL)
