@@ -138,15 +138,16 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, tree: bool = True) -> float:
     """User + system CPU seconds of a process and its reaped children... and of its live
-    children, which /proc/PID/stat does not include: summed over the process tree."""
+    children, which /proc/PID/stat does not include: summed over the process tree (with
+    ``tree=False``, the process's own threads only)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pids = [pid]
     try:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(k) for k in kids]
+        pids += [int(k) for k in kids] if tree else []
     except OSError:
         pass
     for p in pids:
@@ -216,7 +217,7 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
         deadline = time.monotonic() + timeout
         start = None
         last = 0.0
-        cpu0 = (0.0, 0.0)
+        cpu0 = (0.0, 0.0, 0.0)
         # (seconds, processed by the monitors, accepted by ingest), from the first event in
         timeline: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
@@ -233,7 +234,8 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
             now = time.perf_counter()
             if start is None and (n > 0 or ingested > 0):
                 start = now
-                cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
+                cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0,
+                        cpu_seconds(proc.pid, tree=False))
                 if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes (py-spy)
                     subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200",
                                       "--nonblocking", "-d", "6", "-o",
@@ -244,11 +246,14 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
             if n >= total:
                 assert start is not None
                 elapsed = now - start
-                cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0)
+                cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0,
+                        cpu_seconds(proc.pid, tree=False))
                 return {
                     "cpu_cores_used": {  # average cores busy while measuring (process trees)
                         "worker": (cpu1[0] - cpu0[0]) / elapsed if elapsed > 0 else None,
                         "broker": (cpu1[1] - cpu0[1]) / elapsed if elapsed > 0 else None,
+                        # the worker's own process (the monitors), without ingest children
+                        "worker_process": (cpu1[2] - cpu0[2]) / elapsed if elapsed > 0 else None,
                     },
                     "seconds": elapsed,
                     "events": total,
