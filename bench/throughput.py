@@ -144,13 +144,7 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     ``tree=False``, the process's own threads only)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    pids = [pid]
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(k) for k in kids] if tree else []
-    except OSError:
-        pass
-    for p in pids:
+    for p in [pid, *(children(pid) if tree else [])]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

@@ -58,6 +58,7 @@ __all__ = [
     "normalize_label",
     "parse_ts",
     "plain_event",
+    "sink_acceptor",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -296,21 +297,13 @@ def normalize_event(obj: Any, kind: str, *, from_json: bool = False) -> dict[str
         raise _fail("not_an_object", f"an event must be a JSON object, not {type(obj).__name__}")
     if "schema_version" in obj:
         _check_version(obj)
-    eid, model, version = obj.get("event_id"), obj.get("model"), obj.get("model_version")
-    if (  # the common case, checked inline; anything else gets the precise checks below
-        type(eid) is str and 0 < len(eid) <= _MAX_ID_LEN
-        and type(model) is str and 0 < len(model) <= _MAX_NAME_LEN
-        and (version is None or (type(version) is str and 0 < len(version) <= _MAX_NAME_LEN))
-    ):
-        event: dict[str, Any] = {"kind": kind, "event_id": eid, "model": model,
-                                 "model_version": version}
-    else:
-        event = {
-            "kind": kind,
-            "event_id": _name(obj, "event_id"),
-            "model": _name(obj, "model"),
-            "model_version": _name(obj, "model_version", required=False),
-        }
+    # (the common shape's fast checks are plain_event's, which ingest tries first)
+    event: dict[str, Any] = {
+        "kind": kind,
+        "event_id": _name(obj, "event_id"),
+        "model": _name(obj, "model"),
+        "model_version": _name(obj, "model_version", required=False),
+    }
     ts = obj.get("ts")
     if (type(ts) is float or type(ts) is int) and 0.0 <= ts < _MAX_EPOCH_SECONDS:
         event["ts"] = float(ts)
@@ -553,29 +546,39 @@ def _decode_lines(value: bytes, accept: Callable[[Any], None],
     return batch
 
 
-def _acceptor(kind: str, batch: DecodedBatch,
-              sink: EventSink | None) -> Callable[[Any], None]:
-    """Validates one decoded value and puts it where it goes; raises ``InvalidEvent``."""
+def sink_acceptor(kind: str, sink: EventSink) -> Callable[[Any], None]:
+    """A function that validates one decoded ``kind`` value and hands it to ``sink``:
+    an event of the common shape as :func:`plain_event` fields, anything else valid in
+    normal form. It raises :class:`~stream.errors.InvalidEvent` for an invalid value."""
     normalize = _normalizer(kind)
-    if sink is None:
-        def accept(obj: Any) -> None:
-            batch.events.append(normalize(obj))
-        return accept
     add_plain, add_event = sink.add_plain, sink.add_event
     if kind == "label":
-        def accept_label(obj: Any) -> None:
-            add_event(normalize(obj))
-            batch.sunk += 1
-        return accept_label
+        return lambda obj: add_event(normalize(obj))
 
-    def accept_event(obj: Any) -> None:
+    def accept(obj: Any) -> None:
         fields = plain_event(obj, kind)
         if fields is not None:
             add_plain(fields)
         else:
             add_event(normalize(obj))
+    return accept
+
+
+def _acceptor(kind: str, batch: DecodedBatch,
+              sink: EventSink | None) -> Callable[[Any], None]:
+    """Validates one decoded value and puts it where it goes; raises ``InvalidEvent``."""
+    if sink is None:
+        normalize = _normalizer(kind)
+
+        def accept(obj: Any) -> None:
+            batch.events.append(normalize(obj))
+        return accept
+    put = sink_acceptor(kind, sink)
+
+    def accept_into_sink(obj: Any) -> None:
+        put(obj)
         batch.sunk += 1
-    return accept_event
+    return accept_into_sink
 
 
 def _normalizer(kind: str) -> Callable[[Any], dict[str, Any]]:

@@ -196,6 +196,7 @@ class NumericBinnings:
     def __init__(self, binnings: Sequence[NumericBinning]) -> None:
         self.binnings = tuple(binnings)
         k = [b.edges.size for b in self.binnings]
+        self._count_width = max(k, default=-2) + 3  # the widest row's size + 1
         self._stacked = bool(k) and max(k) <= _COMPARE_MAX_EDGES
         if not self._stacked:
             return
@@ -208,9 +209,9 @@ class NumericBinnings:
             tables[i, :k[i] + 3] = b._bucket_of_count
         self._thresholds: FloatArray = thresholds[:, :, None]
         self._tables: IntArray = tables.ravel()
+        # row i's buckets, then its mismatch index, in a slice of width + 1 (the widest
+        # row's size + 1), for index()'s table and count_index()'s bincount alike
         self._offsets: IntArray = (np.arange(len(k), dtype=np.int64) * (width + 1))[:, None]
-        # counting: row i's buckets and its mismatch index (size_i) in a row of width + 1
-        self._count_offsets = self._offsets
 
     def count_index(self, idx: IntArray) -> IntArray:
         """Per row of an :meth:`index` matrix, its bucket counts then its type mismatches,
@@ -222,14 +223,13 @@ class NumericBinnings:
         >>> bs.count_index(np.array([[0, 1, 1, 3], [0, 2, 3, 4]])).tolist()
         [[1, 2, 0, 1, 0], [1, 0, 1, 1, 1]]
         """
-        rows = len(self.binnings)
-        width = max((b.size for b in self.binnings), default=0) + 1
+        rows, width = len(self.binnings), self._count_width
         if not self._stacked:
             out = np.zeros((rows, width), np.int64)
             for i, (b, row) in enumerate(zip(self.binnings, idx, strict=True)):
                 out[i, :b.size + 1] = np.bincount(row, minlength=b.size + 1)
             return out
-        flat = (idx + self._count_offsets).ravel()
+        flat = (idx + self._offsets).ravel()
         return np.bincount(flat, minlength=rows * width).reshape(rows, width)
 
     def index(self, matrix: FloatArray) -> IntArray:

@@ -190,26 +190,25 @@ class _Acc:
     def add(self, idx: dict[SeriesKey, IntArray], sel: slice | npt.NDArray[np.bool_],
             ts: npt.NDArray[np.float64], flags: dict[SeriesKey, npt.NDArray[np.bool_]],
             raw: dict[SeriesKey, list[Any]], numeric: _Stacked | None = None) -> None:
-        """Count the selected rows. ``numeric``: the numeric series' indices as one
-        matrix (``NumericBinnings``), counted in one call; ``idx`` has the others."""
+        """Count the selected rows of every series: the numeric ones from ``numeric``,
+        their indices as one matrix (``NumericBinnings``) counted in one call, the others
+        from ``idx``."""
         t = ts[sel]
         if t.size == 0:
             return
         self.n += int(t.size)
         self.ts_min = min(self.ts_min, float(t.min()))
         self.ts_max = max(self.ts_max, float(t.max()))
-        counted: tuple[SeriesKey, ...] = ()
         if numeric is not None:
-            counted, matrix, binnings = numeric
+            keys, matrix, binnings = numeric
             stacked = binnings.count_index(matrix[:, sel])
-            for key, row in zip(counted, stacked, strict=True):
+            for key, row in zip(keys, stacked, strict=True):
                 counts = self.counts[key]
                 counts += row[:counts.size]
                 self.mismatch[key] += int(row[counts.size])
-        for key, counts in self.counts.items():
-            if counted and key in counted:
-                continue
-            c, mm = count_index(idx[key][sel], counts.size)
+        for key, ix in idx.items():
+            counts = self.counts[key]
+            c, mm = count_index(ix[sel], counts.size)
             counts += c
             self.mismatch[key] += mm
         for key, mask in flags.items():

@@ -44,7 +44,8 @@ from stream.config import Settings
 from stream.core.clock import Clock, SystemClock
 from stream.core.columns import ColumnsBuilder
 from stream.core.deadletter import dead_letter_record
-from stream.core.events import PlainEvent, decode_message, plain_event
+from stream.core.events import PlainEvent, decode_message, sink_acceptor
+from stream.errors import InvalidEvent
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
 
@@ -133,19 +134,18 @@ def route(
     by_model = _ByModel()
     out = RoutedBatch()
     accepted = out.accepted
+    accept = {topic: sink_acceptor(kind, by_model) for topic, kind in kinds.items()}
     for rec in records:
         kind = kinds[rec.topic]
         value = rec.value
-        # Fast path, the common case: a message holding one valid event of the common
-        # shape, taken from the decoded JSON straight into its model's columns.
-        if (kind != "label" and value and len(value) <= max_message_bytes
-                and value[:1] == b"{"):
+        # Fast path, the common case: a message holding one valid event or label, decoded
+        # once and handed straight to its model.
+        if value and len(value) <= max_message_bytes and value[:1] == b"{":
             try:
-                fields = plain_event(orjson.loads(value), kind)
-            except orjson.JSONDecodeError:
-                fields = None  # the general path below says precisely what is wrong
-            if fields is not None:
-                by_model.add_plain(fields)
+                accept[rec.topic](orjson.loads(value))
+            except (orjson.JSONDecodeError, InvalidEvent):
+                pass  # the general path below says precisely what is wrong
+            else:
                 accepted[rec.topic] = accepted.get(rec.topic, 0) + 1
                 continue
         batch = decode_message(value, kind, max_bytes=max_message_bytes, sink=by_model)

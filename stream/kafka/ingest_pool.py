@@ -184,9 +184,8 @@ def settings_of_child(data: dict[str, dict[str, Any]]) -> Settings:
 class _Child:
     """One child process and the worker's end of its pipe."""
 
-    def __init__(self, index: int, process: multiprocessing.process.BaseProcess,
-                 conn: Connection) -> None:
-        self.index, self.process, self.conn = index, process, conn
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process, self.conn = process, conn
         self.report: dict[str, Any] = {}
 
 
@@ -213,7 +212,7 @@ class IngestPool:
         proc.start()
         child.close()
         log.info("ingest process %d started (pid %s)", index, proc.pid)
-        return _Child(index, proc, parent)
+        return _Child(proc, parent)
 
     async def run(self) -> None:
         restart_at: dict[int, float] = {}
