@@ -92,7 +92,8 @@ async def produce(bootstrap: str, topic: str, events: list[bytes], envelope: int
     return messages
 
 
-async def raw_consume(bootstrap: str, topic: str, messages: int) -> dict[str, float]:
+async def raw_consume(bootstrap: str, topic: str, messages: int,
+                      broker_pid: int | None = None) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
@@ -101,6 +102,7 @@ async def raw_consume(bootstrap: str, topic: str, messages: int) -> dict[str, fl
     await consumer.seek_to_beginning(*tps)
     seen = events = 0
     t0, c0 = time.perf_counter(), time.process_time()
+    b0 = cpu_seconds(broker_pid) if broker_pid else 0.0
     try:
         while seen < messages:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
@@ -112,8 +114,13 @@ async def raw_consume(bootstrap: str, topic: str, messages: int) -> dict[str, fl
     finally:
         await consumer.stop()
     elapsed = time.perf_counter() - t0
+    consumer_cpu = time.process_time() - c0
+    broker_cpu = (cpu_seconds(broker_pid) - b0) if broker_pid else 0.0
     return {"seconds": elapsed, "events": events, "events_per_second": events / elapsed,
-            "cpu_cores_used": (time.process_time() - c0) / elapsed}
+            "cpu_cores_used": consumer_cpu / elapsed,
+            # CPU spent per event, in the consumer and in the broker serving it
+            "cpu_microseconds_per_event": {"consumer": consumer_cpu / events * 1e6,
+                                           "broker": broker_cpu / events * 1e6}}
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -153,6 +160,20 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     return total
 
 
+def run_queue_wait_seconds(pids: list[int]) -> float:
+    """Seconds the threads of ``pids`` spent runnable but waiting for a CPU
+    (``/proc/PID/task/TID/schedstat``, second field): a process that is "not busy" may be
+    idle, or starved of a core by the others on the machine; this tells the two apart."""
+    total = 0
+    for pid in pids:
+        for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(f.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
 def pipeline_rate(timeline: list[tuple[float, float, float]], total: int) -> dict[str, Any]:
     """Events/s through both stages: the slower of the monitors' and the ingest stage's
     rates, each taken from its counter over the time both were at work (from 10 % of the
@@ -177,6 +198,13 @@ def pipeline_rate(timeline: list[tuple[float, float, float]], total: int) -> dic
     monitors, ingest = (b[1] - a[1]) / dt, (b[2] - a[2]) / dt
     return {"events_per_second": min(monitors, ingest), "monitors_events_per_second": monitors,
             "ingest_events_per_second": ingest, "measured_seconds": dt}
+
+
+def waits(worker: int, broker: int | None) -> dict[str, float]:
+    kids = children(worker)
+    return {"worker_process": run_queue_wait_seconds([worker]),
+            "ingest_processes": run_queue_wait_seconds(kids),
+            "broker": run_queue_wait_seconds([broker]) if broker else 0.0}
 
 
 def children(pid: int) -> list[int]:
@@ -210,8 +238,9 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
     try:
         deadline = time.monotonic() + timeout
         start = None
-        last = 0.0
+        last = n0 = 0.0
         cpu0 = (0.0, 0.0, 0.0)
+        wait0: dict[str, float] = {}
         # (seconds, processed by the monitors, accepted by ingest), from the first event in
         timeline: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
@@ -230,9 +259,11 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                 start = now
                 cpu0 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0,
                         cpu_seconds(proc.pid, tree=False))
+                wait0 = waits(proc.pid, broker_pid)
+                n0 = n
                 if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes (py-spy)
                     subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200",
-                                      "--nonblocking", "-d", "6", "-o",
+                                      "--nonblocking", "--threads", "-d", "6", "-o",
                                       os.environ["BENCH_PROFILE"], "-p", str(proc.pid)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if start is not None:
@@ -240,8 +271,10 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
             if n >= total:
                 assert start is not None
                 elapsed = now - start
+                per_event = 1e6 / max(1.0, total - n0)
                 cpu1 = (cpu_seconds(proc.pid), cpu_seconds(broker_pid) if broker_pid else 0.0,
                         cpu_seconds(proc.pid, tree=False))
+                wait1 = waits(proc.pid, broker_pid)
                 return {
                     "cpu_cores_used": {  # average cores busy while measuring (process trees)
                         "worker": (cpu1[0] - cpu0[0]) / elapsed if elapsed > 0 else None,
@@ -249,6 +282,16 @@ def run_worker(bootstrap: str, topic: str, total: int, tmp: str, timeout: float,
                         # the worker's own process (the monitors), without ingest children
                         "worker_process": (cpu1[2] - cpu0[2]) / elapsed if elapsed > 0 else None,
                     },
+                    # CPU spent per event (from the first event in to the last processed)
+                    "cpu_microseconds_per_event": {
+                        "worker_process": (cpu1[2] - cpu0[2]) * per_event,
+                        "ingest_processes": (cpu1[0] - cpu0[0] - cpu1[2] + cpu0[2]) * per_event,
+                        "broker": (cpu1[1] - cpu0[1]) * per_event,
+                        "total": (cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]) * per_event},
+                    # average threads runnable but without a core: CPU starvation, not idling
+                    "run_queue_wait_cores": {
+                        k: (wait1[k] - wait0[k]) / elapsed if elapsed > 0 else None
+                        for k in wait1},
                     "seconds": elapsed,
                     "events": total,
                     **pipeline_rate(timeline, total),
@@ -283,6 +326,21 @@ async def prepare(bootstrap: str, topic: str, events: list[bytes], envelope: int
     return await produce(bootstrap, topic, events, envelope)
 
 
+def cpu_ceiling_ratio(worker: dict[str, Any], raw: dict[str, Any]) -> float | None:
+    """``ratio`` if every core ran the pipeline (broker included) at its measured CPU per
+    event: what this machine allows, whatever the scheduling (``None`` when the run was
+    too short to see any CPU time, as in smoke runs).
+
+    >>> cpu_ceiling_ratio({"cpu_microseconds_per_event": {"total": 20.0}},
+    ...                   {"events_per_second": 200_000.0}) * 200_000 * 20 / 1e6 == os.cpu_count()
+    True
+    """
+    total = worker["cpu_microseconds_per_event"]["total"]
+    if not total:
+        return None
+    return (os.cpu_count() or 1) * 1e6 / total / float(raw["events_per_second"])
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into ``SystemExit``, so that the ``finally`` blocks and context managers
     stop the workers and the broker when a benchmark is terminated (by a test's timeout,
@@ -306,7 +364,7 @@ def main() -> None:
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         topic = f"bench-{os.getpid()}"
         messages = asyncio.run(prepare(broker.bootstrap, topic, events, args.envelope))
-        raw = asyncio.run(raw_consume(broker.bootstrap, topic, messages))
+        raw = asyncio.run(raw_consume(broker.bootstrap, topic, messages, broker.pid))
         worker = run_worker(broker.bootstrap, topic, n, tmp, timeout=60 if args.smoke else 600,
                             broker_pid=broker.pid)
     result = {
@@ -320,6 +378,9 @@ def main() -> None:
         "raw": raw,
         "worker": worker,
         "ratio": worker["events_per_second"] / raw["events_per_second"],
+        # the ratio the pipeline would reach with every core of this machine busy on it
+        # (its broker included) at the CPU per event measured above: the machine's ceiling
+        "cpu_ceiling_ratio": cpu_ceiling_ratio(worker, raw),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
     }
