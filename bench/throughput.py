@@ -7,8 +7,15 @@ broker:
   ceiling for any Python consumer on this machine);
 - ``worker``: a real ``driftstream worker`` subprocess: ingest (decode, validate, route by
   model), by-model repartition through Kafka, monitors (histograms, PSI, ADWIN, alerts),
-  changelog-backed state. Its rate is taken from its own Prometheus counters between the
-  first and the last processed event, so start-up and group joins are not counted.
+  changelog-backed state. Its rate is the slower of its monitors' and its ingest stage's,
+  from its own Prometheus counters while both were at work (``pipeline_rate``), so
+  start-up and group joins are not counted.
+
+Besides the rates: the CPU each stage spent per event (worker process, ingest children,
+broker; and the raw consumer's), how long each stage waited for a core
+(``run_queue_wait_cores``), and ``cpu_ceiling_ratio``, the ratio this machine allows at
+the measured CPU per event: when the ratio is close to it, only a cheaper pipeline or
+more cores go faster.
 
 Prints one JSON object. Quote the ratio, not absolute rates: machines are shared.
 
