@@ -40,6 +40,23 @@ DEMO_ENV = {
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or ``args.duration``; the broker and the worker
+    stop with it."""
+    # SIGTERM (``timeout``, ``kill``, a service manager) stops the demo as Ctrl-C does.
+    # Python's default would end the process at once, without the clean-up below, and
+    # leave the broker (in its own process group) running.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
     from stream.kafka.tansu import EmbeddedBroker, free_port
 
     port = args.port or free_port()
@@ -48,17 +65,18 @@ def run_demo(args: argparse.Namespace) -> int:
         env = {**os.environ, **DEMO_ENV, "DRIFTSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
                "DRIFTSTREAM_APP__DATA_DIR": tempfile.mkdtemp(prefix="driftstream-demo-")}
         env.setdefault("DRIFTSTREAM_APP__WEB_PORT", str(free_port()))
-        settings = load_settings(env=env)
-        asyncio.run(_publish_references(settings, args))
-        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env)
-        print(f"driftstream demo: worker pid {worker.pid}; metrics at "
-              f"http://{settings.app.web_host}:{settings.app.web_port}/metrics", flush=True)
+        worker: subprocess.Popen[bytes] | None = None
         try:
+            settings = load_settings(env=env)
+            asyncio.run(_publish_references(settings, args))
+            worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env)
+            print(f"driftstream demo: worker pid {worker.pid}; metrics at "
+                  f"http://{settings.app.web_host}:{settings.app.web_port}/metrics", flush=True)
             asyncio.run(_traffic_and_alerts(settings, args, worker))
         except KeyboardInterrupt:
             pass
         finally:
-            if worker.poll() is None:
+            if worker is not None and worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 try:
                     worker.wait(20)

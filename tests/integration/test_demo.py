@@ -1,0 +1,84 @@
+"""The quick start's main job: ``driftstream demo`` prints drift alerts, and a SIGTERM
+stops it with its broker and its worker (as Ctrl-C does)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.broker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) is gone for our purpose
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def _brokers_on(port: int) -> list[int]:
+    """Pids of Tansu processes listening on ``port`` (from their command lines)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"tansu" in a for a in args[:1]) and any(f":{port}".encode() in a for a in args):
+            pids.append(int(cmdline.parent.name))
+    return [p for p in pids if _alive(p)]
+
+
+def test_demo_prints_drift_alerts_and_sigterm_stops_its_broker_and_worker() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTSTREAM_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream", "demo", "--drift-at", "3"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 150
+        while not any("FIRING" in line and "feature_drift" in line for line in seen):
+            assert proc.poll() is None, "".join(seen)
+            assert time.monotonic() < deadline, "no drift alert in 150 s:\n" + "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        text = "".join(seen)
+        port = int(re.search(r"broker \(Tansu\) on [\d.]+:(\d+)", text).group(1))  # type: ignore[union-attr]
+        worker = int(re.search(r"worker pid (\d+)", text).group(1))  # type: ignore[union-attr]
+        brokers = _brokers_on(port)
+        assert brokers and _alive(worker), (brokers, text)
+
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    while not lines.empty():
+        seen.append(lines.get())
+    text = "".join(seen)
+    assert code == 0, text
+    assert "driftstream demo: stopped" in text, text
+    assert not _alive(worker), text
+    assert _brokers_on(port) == [], f"broker left running on port {port}"
