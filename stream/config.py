@@ -207,8 +207,8 @@ class AppSettings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
-    #: After SIGTERM/SIGINT, exit anyway if the clean shutdown (final commit, producer
-    #: flush) has not finished after this long, e.g. because the broker is unreachable.
+    #: After SIGTERM/SIGINT or a crash, exit anyway if the clean shutdown (final commit,
+    #: producer flush) has not finished after this long, e.g. the broker is unreachable.
     shutdown_timeout_seconds: float = 30.0
 
     def validate(self) -> None:

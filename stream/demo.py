@@ -150,8 +150,17 @@ async def _traffic_and_alerts(settings: Any, args: argparse.Namespace,
         predictions_topic=settings.topics.predictions, labels_topic=settings.topics.labels,
         duration_seconds=args.duration, max_events=None, realtime=True))
     started = time.monotonic()
+    # Ctrl-C and SIGTERM end the loop below, so that the traffic and the consumer are
+    # stopped in order (an interrupt raised mid-await would leave aiokafka's tasks behind)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):  # no loop signal handlers on Windows
+            loop.add_signal_handler(sig, stop.set)
     try:
-        while not traffic.done() or time.monotonic() - started < (args.duration or 0) + 5:
+        while not stop.is_set() and (
+                not traffic.done() or time.monotonic() - started < (args.duration or 0) + 5):
             if worker.poll() is not None:
                 raise SystemExit(f"driftstream demo: the worker exited with {worker.returncode}")
             batch = await consumer.getmany(timeout_ms=500)
@@ -161,6 +170,9 @@ async def _traffic_and_alerts(settings: Any, args: argparse.Namespace,
             if traffic.done() and args.duration is None:
                 break
     finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
         traffic.cancel()
         with contextlib.suppress(BaseException):
             await traffic

@@ -23,29 +23,44 @@ class DriftWorker(faust.Worker):
     """Faust's worker with a bounded shutdown.
 
     A clean stop commits offsets and flushes the producer, which waits for the broker;
-    with the broker gone it waits forever, and a worker that ignores SIGTERM is worse at
-    3 a.m. than one that exits. After ``app.shutdown_timeout_seconds`` the process exits
-    anyway (status 128 + signal); whatever was not committed is processed again after
-    the restart (at-least-once).
+    with the broker gone it waits forever, and a worker that neither works nor exits is
+    worse at 3 a.m. than one that exits and is restarted. Whatever starts the shutdown (a
+    signal, or a crash), the process exits after ``app.shutdown_timeout_seconds`` anyway:
+    with status 128 + signal after a signal, 1 otherwise. Whatever was not committed is
+    processed again after the restart (at-least-once).
     """
 
     shutdown_timeout: float = 30.0
+    _watchdog: threading.Timer | None = None
 
     def _schedule_shutdown(self, sig: signal.Signals) -> None:
-        if not self._signal_stop_time:
-            timer = threading.Timer(self.shutdown_timeout, self._hard_exit, args=(sig,))
-            timer.daemon = True
-            timer.start()
+        self._arm_watchdog(128 + int(sig))
         super()._schedule_shutdown(sig)
 
-    def _hard_exit(self, sig: signal.Signals) -> None:
-        sys.stderr.write(
-            f"driftstream worker: the clean shutdown did not finish within "
-            f"{self.shutdown_timeout:g} s (app.shutdown_timeout_seconds), probably because "
-            "the broker cannot be reached; exiting now. Uncommitted events will be "
-            "processed again after the restart.\n")
-        sys.stderr.flush()
-        os._exit(128 + int(sig))
+    def stop_and_shutdown(self) -> None:
+        # also reached without a signal: when the app crashed, or stopped by itself
+        self._arm_watchdog(1)
+        super().stop_and_shutdown()
+
+    def _arm_watchdog(self, status: int) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.shutdown_timeout, self._hard_exit,
+                                             args=(status,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _hard_exit(self, status: int) -> None:
+        try:
+            sys.stderr.write(
+                f"driftstream worker: the clean shutdown did not finish within "
+                f"{self.shutdown_timeout:g} s (app.shutdown_timeout_seconds), probably "
+                f"because the broker cannot be reached; exiting now with status {status}. "
+                "Uncommitted events will be processed again after the restart.\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr is closed or gone (its reader died): exit all the same
+        finally:
+            os._exit(status)
 
 
 def run_worker(settings: Settings) -> int:

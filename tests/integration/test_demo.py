@@ -80,5 +80,6 @@ def test_demo_prints_drift_alerts_and_sigterm_stops_its_broker_and_worker() -> N
     text = "".join(seen)
     assert code == 0, text
     assert "driftstream demo: stopped" in text, text
+    assert "Traceback" not in text and "Task was destroyed" not in text, text
     assert not _alive(worker), text
     assert _brokers_on(port) == [], f"broker left running on port {port}"
