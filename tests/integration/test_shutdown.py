@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,21 @@ from tests.integration.harness import REPO, WorkerProcess, make_env, produce
 pytestmark = pytest.mark.broker
 
 
+def _process_one_event(broker: EmbeddedBroker, worker: WorkerProcess,
+                       output: Callable[[], str]) -> None:
+    """Until the worker runs, not still recovering its tables (a broker gone during
+    recovery is a crash, exit 1, not these tests' case): one event processed end to end."""
+    worker.wait_ready()
+    asyncio.run(produce(broker.bootstrap, worker.settings.topics.predictions, [
+        orjson.dumps({"event_id": "e1", "model": "m", "ts": 1.0, "features": {"x": 1.0},
+                      "prediction": 0.5})]))
+    deadline = time.monotonic() + 60
+    while worker.metric('driftstream_processed_events_total{outcome="warmup"}') < 1:
+        assert time.monotonic() < deadline, output()
+        worker.check_alive()
+        time.sleep(0.2)
+
+
 def test_sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout(
         unique: str, tmp_path: Any) -> None:
     own_broker = EmbeddedBroker()  # its own: this test kills it
@@ -28,17 +44,7 @@ def test_sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout(
         env = make_env(own_broker.bootstrap, unique, tmp_path / "data",
                        DRIFTSTREAM_APP__SHUTDOWN_TIMEOUT_SECONDS="3")
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
-        worker.wait_ready()
-        # Running, not still recovering its tables (a broker gone during recovery is a
-        # crash, exit 1, not this test's case): one event processed end to end.
-        asyncio.run(produce(own_broker.bootstrap, worker.settings.topics.predictions, [
-            orjson.dumps({"event_id": "e1", "model": "m", "ts": 1.0, "features": {"x": 1.0},
-                          "prediction": 0.5})]))
-        deadline = time.monotonic() + 60
-        while worker.metric('driftstream_processed_events_total{outcome="warmup"}') < 1:
-            assert time.monotonic() < deadline, worker.log_tail()
-            worker.check_alive()
-            time.sleep(0.2)
+        _process_one_event(own_broker, worker, worker.log_tail)
     finally:
         own_broker.stop()
     time.sleep(0.5)
@@ -81,15 +87,8 @@ def test_sigterm_exits_even_when_the_worker_cannot_write_its_output(
 
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
-        worker.wait_ready()
-        asyncio.run(produce(own_broker.bootstrap, worker.settings.topics.predictions, [
-            orjson.dumps({"event_id": "e1", "model": "m", "ts": 1.0, "features": {"x": 1.0},
-                          "prediction": 0.5})]))
-        deadline = time.monotonic() + 60
-        while worker.metric('driftstream_processed_events_total{outcome="warmup"}') < 1:
-            assert time.monotonic() < deadline, drained.decode(errors="replace")[-3000:]
-            worker.check_alive()
-            time.sleep(0.2)
+        _process_one_event(own_broker, worker,
+                           lambda: drained.decode(errors="replace")[-3000:])
     finally:
         own_broker.stop()
     reading.clear()
