@@ -53,6 +53,15 @@ def make_env(bootstrap: str, unique: str, data_dir: Path, **overrides: Any) -> d
     return env
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: a zombie (exited, not yet reaped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def settings_from(env: dict[str, str]) -> Settings:
     return load_settings(env=env)
 

@@ -16,19 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import REPO, alive
+
 pytestmark = pytest.mark.broker
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped by its parent) is gone for our purpose
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 def _brokers_on(port: int) -> list[int]:
@@ -41,7 +31,7 @@ def _brokers_on(port: int) -> list[int]:
             continue
         if any(b"tansu" in a for a in args[:1]) and any(f":{port}".encode() in a for a in args):
             pids.append(int(cmdline.parent.name))
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def test_demo_prints_drift_alerts_and_sigterm_stops_its_broker_and_worker() -> None:
@@ -66,7 +56,7 @@ def test_demo_prints_drift_alerts_and_sigterm_stops_its_broker_and_worker() -> N
         port = int(re.search(r"broker \(Tansu\) on [\d.]+:(\d+)", text).group(1))  # type: ignore[union-attr]
         worker = int(re.search(r"worker pid (\d+)", text).group(1))  # type: ignore[union-attr]
         brokers = _brokers_on(port)
-        assert brokers and _alive(worker), (brokers, text)
+        assert brokers and alive(worker), (brokers, text)
 
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
@@ -81,5 +71,5 @@ def test_demo_prints_drift_alerts_and_sigterm_stops_its_broker_and_worker() -> N
     assert code == 0, text
     assert "driftstream demo: stopped" in text, text
     assert "Traceback" not in text and "Task was destroyed" not in text, text
-    assert not _alive(worker), text
+    assert not alive(worker), text
     assert _brokers_on(port) == [], f"broker left running on port {port}"

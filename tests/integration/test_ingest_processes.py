@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import WorkerProcess, make_env, produce
+from tests.integration.harness import WorkerProcess, alive, make_env, produce
 from tests.integration.test_drift_loop import encode, make_events
 
 pytestmark = pytest.mark.broker
@@ -37,14 +37,6 @@ def children(pid: int) -> list[int]:
         if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
             out.append(int(kid))
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_for(check: Any, timeout: float, what: str, worker: WorkerProcess) -> None:
