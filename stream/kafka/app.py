@@ -393,12 +393,8 @@ async def _worker_lag_targets(app: faust.App, ingest: IngestStage | IngestPool,
     if isinstance(ingest, IngestPool):
         targets.append(ingest.lag_target())
     elif (consumer := ingest.consumer) is not None:
-        assigned = sorted(consumer.assignment())
-        positions = {}
-        for tp in assigned:
-            with contextlib.suppress(Exception):
-                positions[tp] = await asyncio.wait_for(consumer.position(tp), 0.5)
-        targets.append(LagTarget(ingest.group_id, assigned, True, positions))
+        targets.append(LagTarget(ingest.group_id, sorted(consumer.assignment()), True,
+                                 await ingest.fetch_positions()))
     t = settings.topics
     try:
         faust_assigned = app.consumer.assignment()

@@ -31,6 +31,7 @@ duplicate events are absorbed by the monitors like any at-least-once replay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -49,13 +50,19 @@ from stream.errors import InvalidEvent
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
 
-__all__ = ["ENVELOPE_MAX_EVENTS", "IngestMetrics", "IngestStage", "Record", "RoutedBatch", "route"]
+__all__ = ["ENVELOPE_MAX_EVENTS", "IngestMetrics", "IngestStage", "Record", "RoutedBatch",
+           "ingest_group_id", "route"]
 
 log = logging.getLogger(__name__)
 
 #: Events (or labels) per by-model envelope at most (keeps messages well under Kafka's 1 MB
 #: default).
 ENVELOPE_MAX_EVENTS = 500
+
+
+def ingest_group_id(settings: Settings) -> str:
+    """The ingest stage's consumer group, whichever process runs it."""
+    return f"{settings.app.id}-ingest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +245,18 @@ class IngestStage:
 
     @property
     def group_id(self) -> str:
-        return f"{self.settings.app.id}-ingest"
+        return ingest_group_id(self.settings)
+
+    async def fetch_positions(self, timeout: float = 0.5) -> dict[Any, int]:
+        """The fetch position (the offset of the next record the consumer will read) of
+        each partition assigned to this stage; a partition whose position is not known
+        within ``timeout`` seconds is left out."""
+        positions: dict[Any, int] = {}
+        consumer = self.consumer
+        for tp in sorted(consumer.assignment()) if consumer is not None else []:
+            with contextlib.suppress(Exception):  # a position is optional
+                positions[tp] = await asyncio.wait_for(consumer.position(tp), timeout)
+        return positions
 
     async def run(self) -> None:
         """Consume until cancelled."""

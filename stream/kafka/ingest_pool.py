@@ -54,6 +54,7 @@ from stream.config import (
     Settings,
     TopicSettings,
 )
+from stream.kafka.ingest import IngestStage, ingest_group_id
 from stream.kafka.lag import LagTarget
 from stream.metrics import Metrics
 
@@ -84,6 +85,8 @@ def restart_delay(previous: float | None, lived: float) -> float:
     if previous is None or lived >= _HEALTHY_SECONDS:
         return RESTART_DELAY_SECONDS
     return min(2 * previous, MAX_RESTART_DELAY_SECONDS)
+
+
 #: The metric families the ingest stage moves, and how.
 _FAMILIES = {"ingested": "inc", "dead_letters": "inc", "batch_seconds": "observe"}
 
@@ -202,7 +205,7 @@ class IngestPool:
 
     @property
     def group_id(self) -> str:
-        return f"{self.settings.app.id}-ingest"
+        return ingest_group_id(self.settings)
 
     def _start(self, index: int) -> _Child:
         parent, child = self._ctx.Pipe(duplex=False)
@@ -309,13 +312,11 @@ def child_main(sections: dict[str, dict[str, Any]], conn: Connection, parent_pid
 
 
 async def _child_run(settings: Settings, conn: Connection, parent_pid: int) -> None:
-    from stream.kafka.ingest import IngestStage
-
     recorder = IngestRecorder()
     stage = IngestStage(settings, recorder)
     task = asyncio.ensure_future(stage.run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    positions: dict[Any, int | None] = {}
+    positions: dict[Any, int] = {}
     positions_at = 0.0
     try:
         while not task.done():
@@ -327,12 +328,7 @@ async def _child_run(settings: Settings, conn: Connection, parent_pid: int) -> N
             assigned = sorted(consumer.assignment()) if consumer is not None else []
             if time.monotonic() - positions_at >= settings.lag.interval_seconds:
                 positions_at = time.monotonic()
-                positions = {}
-                for tp in assigned:
-                    try:
-                        positions[tp] = await asyncio.wait_for(consumer.position(tp), 0.5)
-                    except Exception:  # a position is optional
-                        positions[tp] = None
+                positions = await stage.fetch_positions()
             report = {"updates": recorder.drain(),
                       "assignment": [[tp.topic, tp.partition, positions.get(tp)]
                                      for tp in assigned]}
