@@ -390,11 +390,8 @@ async def _worker_lag_targets(app: faust.App, ingest: IngestStage | IngestPool,
     from aiokafka import TopicPartition
 
     targets = []
-    if isinstance(ingest, IngestPool):
-        targets.append(ingest.lag_target())
-    elif (consumer := ingest.consumer) is not None:
-        targets.append(LagTarget(ingest.group_id, sorted(consumer.assignment()), True,
-                                 await ingest.fetch_positions()))
+    if (target := await ingest.lag_target()) is not None:
+        targets.append(target)
     t = settings.topics
     try:
         faust_assigned = app.consumer.assignment()

@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -49,6 +49,9 @@ from stream.core.events import PlainEvent, decode_message, sink_acceptor
 from stream.errors import InvalidEvent
 from stream.kafka.security import client_kwargs
 from stream.kafka.topics import partition_for
+
+if TYPE_CHECKING:
+    from stream.kafka.lag import LagTarget
 
 __all__ = ["ENVELOPE_MAX_EVENTS", "IngestMetrics", "IngestStage", "Record", "RoutedBatch",
            "ingest_group_id", "route"]
@@ -257,6 +260,16 @@ class IngestStage:
             with contextlib.suppress(Exception):  # a position is optional
                 positions[tp] = await asyncio.wait_for(consumer.position(tp), timeout)
         return positions
+
+    async def lag_target(self) -> LagTarget | None:
+        """The partitions this stage reads, with their fetch positions, for the worker's
+        backlog SLI (``None`` before the stage has started)."""
+        from stream.kafka.lag import LagTarget
+
+        if self.consumer is None:
+            return None
+        return LagTarget(self.group_id, sorted(self.consumer.assignment()), True,
+                         await self.fetch_positions())
 
     async def run(self) -> None:
         """Consume until cancelled."""

@@ -278,9 +278,10 @@ class IngestPool:
         self.children = [None] * self.size
         self.metrics.ingest_processes.set(0)
 
-    def lag_target(self) -> LagTarget:
+    async def lag_target(self) -> LagTarget:
         """The ingest group's partitions held by this worker's children, with their fetch
-        positions, from the children's last reports."""
+        positions, from the children's last reports (what
+        :meth:`~stream.kafka.ingest.IngestStage.lag_target` gives for one stage)."""
         from aiokafka import TopicPartition
 
         partitions: list[TopicPartition] = []
